@@ -1,0 +1,57 @@
+// This module is browser compatible.
+
+/**
+ * The SPICE vdagent protocol as composable Web Streams: the host side that
+ * QEMU's `qemu-vdagent` chardev plays, and the guest agent's side.
+ *
+ * The wire layer turns the bytes of a `com.redhat.spice.0` virtio-serial port
+ * into chunks ({@linkcode ChunkDeframer}), chunks into messages
+ * ({@linkcode MessageAssembler}) and messages back into bytes
+ * ({@linkcode MessageFramer}); {@linkcode decodeMessage} and
+ * {@linkcode encodeMessage} turn payloads into typed objects and back.
+ *
+ * @example Decoding what a guest agent sends first
+ * ```ts
+ * import { ChunkDeframer, decodeMessage, MessageAssembler } from "@vdagent/streams";
+ * import assert from "node:assert/strict";
+ *
+ * // ANNOUNCE_CAPABILITIES, request=1, the Linux agent's caps word
+ * const wire = new Uint8Array([
+ *   1, 0, 0, 0, 28, 0, 0, 0, // chunk: port 1, 28 bytes
+ *   1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, // message header
+ *   1, 0, 0, 0, 0xe7, 0x8d, 0x03, 0x00, // payload
+ * ]);
+ * const batches = await Array.fromAsync(
+ *   ReadableStream.from([wire]).pipeThrough(new ChunkDeframer()).pipeThrough(new MessageAssembler()),
+ * );
+ * assert.deepEqual(decodeMessage(batches[0]![0]!), {
+ *   kind: "announce_capabilities",
+ *   request: true,
+ *   caps: [0x00038de7],
+ * });
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/wire/wire_format.ts";
+export * from "./src/wire/vdagent_protocol_error.ts";
+export * from "./src/wire/vdi_chunk.ts";
+export * from "./src/wire/agent_message.ts";
+export * from "./src/wire/chunk_deframer.ts";
+export * from "./src/wire/message_assembler.ts";
+export * from "./src/wire/message_framer.ts";
+export * from "./src/protocol/message_type.ts";
+export * from "./src/protocol/capability.ts";
+export * from "./src/protocol/capability_words.ts";
+export * from "./src/protocol/has_capability.ts";
+export * from "./src/protocol/clipboard_type.ts";
+export * from "./src/protocol/selection.ts";
+export * from "./src/protocol/mouse_button.ts";
+export * from "./src/protocol/reply_error.ts";
+export * from "./src/protocol/file_xfer_status.ts";
+export * from "./src/protocol/display_config_flag.ts";
+export * from "./src/protocol/monitors_config_flag.ts";
+export * from "./src/protocol/message_payload.ts";
+export * from "./src/protocol/decode_message.ts";
+export * from "./src/protocol/encode_message.ts";

@@ -1,0 +1,301 @@
+// This module is browser compatible.
+
+import { getI32, getU16, getU32, getU64 } from "../wire/_bytes.ts";
+import { checkLimit } from "../wire/_limits.ts";
+import { FileXferStatus } from "./file_xfer_status.ts";
+import { MessageType } from "./message_type.ts";
+import { MonitorsConfigFlag } from "./monitors_config_flag.ts";
+import type {
+  DeviceDisplayInfo,
+  InvalidPayload,
+  InvalidPayloadCode,
+  MessagePayload,
+  MonitorConfig,
+  PayloadOptions,
+} from "./message_payload.ts";
+import { DEFAULT_MAX_CAPS_WORDS, DEFAULT_MAX_GRAB_TYPES, typeName } from "./_payload.ts";
+
+const decoder = new TextDecoder();
+
+/**
+ * Decodes a message's payload into a typed object.
+ *
+ * Size rules are the Linux agent's: an exact size for MOUSE_STATE (13),
+ * REPLY, DISPLAY_CONFIG, FILE_XFER_STATUS (8, or the detailed sizes),
+ * CLIPBOARD_REQUEST, CLIPBOARD_RELEASE, MAX_CLIPBOARD and
+ * CLIENT_DISCONNECTED; a minimum for the others (trailing bytes after the
+ * last whole element are ignored). The selection prefix and the grab serial
+ * count when `options` say they are negotiated. A payload that breaks a rule
+ * is returned as `{ kind: "invalid", code, reason }`, never thrown: the real
+ * agents ignore such messages, and the stream stays in sync. A type this
+ * library does not know comes back as `{ kind: "unknown" }` with its bytes.
+ *
+ * Byte fields (`data`) are views into `message.data`.
+ *
+ * @param message A message's type and payload, e.g. an `AgentMessage`.
+ * @param options Negotiated layout and limits.
+ * @returns The decoded payload.
+ *
+ * @example Decoding a guest's grab
+ * ```ts
+ * import { decodeMessage } from "@vdagent/streams";
+ * import assert from "node:assert/strict";
+ *
+ * // selection 0 + 3 reserved, serial 2, types [IMAGE_PNG]
+ * const data = new Uint8Array([0, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0]);
+ * assert.deepEqual(
+ *   decodeMessage({ type: 7, data }, { selection: true, grabSerial: true }),
+ *   { kind: "clipboard_grab", selection: 0, serial: 2, types: [2] },
+ * );
+ * assert.equal(decodeMessage({ type: 8, data: new Uint8Array(3) }).kind, "invalid");
+ * ```
+ */
+export function decodeMessage(
+  message: { type: number; data: Uint8Array },
+  options: PayloadOptions = {},
+): MessagePayload {
+  const { type, data: d } = message;
+  const size = d.length;
+  const prefix = options.selection ? 4 : 0;
+  const selection = prefix ? d[0] ?? 0 : 0;
+  switch (type) {
+    case MessageType.MOUSE_STATE:
+      if (size !== 13) return exact(type, d, 13);
+      return {
+        kind: "mouse_state",
+        x: getU32(d, 0),
+        y: getU32(d, 4),
+        buttons: getU32(d, 8),
+        display: d[12]!,
+      };
+    case MessageType.MONITORS_CONFIG: {
+      if (size < 8) return minimum(type, d, 8);
+      const count = getU32(d, 0);
+      const flags = getU32(d, 4);
+      const physical = (flags & MonitorsConfigFlag.PHYSICAL_SIZE) !== 0;
+      const each = physical ? 24 : 20;
+      if (count > (size - 8) / each || size !== 8 + each * count) {
+        return invalid(
+          type,
+          d,
+          "PAYLOAD_SIZE",
+          `${count} monitors${physical ? " with physical sizes" : ""} take ${
+            8 + each * count
+          } bytes, got ${size}`,
+        );
+      }
+      const monitors: MonitorConfig[] = [];
+      for (let i = 0, p = 8; i < count; i++, p += 20) {
+        const monitor: MonitorConfig = {
+          height: getU32(d, p),
+          width: getU32(d, p + 4),
+          depth: getU32(d, p + 8),
+          x: getI32(d, p + 12),
+          y: getI32(d, p + 16),
+        };
+        if (physical) {
+          const mm = 8 + 20 * count + 4 * i;
+          monitor.heightMm = getU16(d, mm);
+          monitor.widthMm = getU16(d, mm + 2);
+        }
+        monitors.push(monitor);
+      }
+      return { kind: "monitors_config", flags, monitors };
+    }
+    case MessageType.REPLY:
+      if (size !== 8) return exact(type, d, 8);
+      return { kind: "reply", messageType: getU32(d, 0), error: getU32(d, 4) };
+    case MessageType.CLIPBOARD:
+      if (size < prefix + 4) return minimum(type, d, prefix + 4);
+      return {
+        kind: "clipboard",
+        selection,
+        type: getU32(d, prefix),
+        data: d.subarray(prefix + 4),
+      };
+    case MessageType.DISPLAY_CONFIG:
+      if (size !== 8) return exact(type, d, 8);
+      return { kind: "display_config", flags: getU32(d, 0), depth: getU32(d, 4) };
+    case MessageType.ANNOUNCE_CAPABILITIES: {
+      if (size < 8) return minimum(type, d, 8);
+      const max = checkLimit(
+        "decoder",
+        "maxCapsWords",
+        options.maxCapsWords,
+        DEFAULT_MAX_CAPS_WORDS,
+      );
+      const count = (size - 4) >>> 2;
+      if (count > max) {
+        return invalid(
+          type,
+          d,
+          "TOO_MANY_CAPS",
+          `${count} capability words exceed the maximum of ${max}`,
+        );
+      }
+      const caps: number[] = [];
+      for (let i = 0; i < count; i++) caps.push(getU32(d, 4 + 4 * i));
+      return { kind: "announce_capabilities", request: getU32(d, 0) !== 0, caps };
+    }
+    case MessageType.CLIPBOARD_GRAB: {
+      const head = prefix + (options.grabSerial ? 4 : 0);
+      if (size < head + 4) return minimum(type, d, head + 4);
+      const max = checkLimit(
+        "decoder",
+        "maxGrabTypes",
+        options.maxGrabTypes,
+        DEFAULT_MAX_GRAB_TYPES,
+      );
+      const count = (size - head) >>> 2;
+      if (count > max) {
+        return invalid(type, d, "TOO_MANY_TYPES", `${count} types exceed the maximum of ${max}`);
+      }
+      const types: number[] = [];
+      for (let i = 0; i < count; i++) types.push(getU32(d, head + 4 * i));
+      return options.grabSerial
+        ? { kind: "clipboard_grab", selection, serial: getU32(d, prefix), types }
+        : { kind: "clipboard_grab", selection, types };
+    }
+    case MessageType.CLIPBOARD_REQUEST:
+      if (size !== prefix + 4) return exact(type, d, prefix + 4);
+      return { kind: "clipboard_request", selection, type: getU32(d, prefix) };
+    case MessageType.CLIPBOARD_RELEASE:
+      if (size !== prefix) return exact(type, d, prefix);
+      return { kind: "clipboard_release", selection };
+    case MessageType.FILE_XFER_START: {
+      if (size < 4) return minimum(type, d, 4);
+      const text = d.subarray(4);
+      const nul = text.indexOf(0);
+      return {
+        kind: "file_xfer_start",
+        id: getU32(d, 0),
+        metadata: decoder.decode(nul < 0 ? text : text.subarray(0, nul)),
+      };
+    }
+    case MessageType.FILE_XFER_STATUS: {
+      if (size < 8) return exact(type, d, 8);
+      const id = getU32(d, 0);
+      const result = getU32(d, 4);
+      if (size === 8) return { kind: "file_xfer_status", id, result };
+      if (result === FileXferStatus.NOT_ENOUGH_SPACE && size === 16) {
+        return { kind: "file_xfer_status", id, result, freeSpace: getU64(d, 8) };
+      }
+      if (result === FileXferStatus.ERROR && size === 13) {
+        return { kind: "file_xfer_status", id, result, error: { type: d[8]!, code: getU32(d, 9) } };
+      }
+      return invalid(
+        type,
+        d,
+        "PAYLOAD_SIZE",
+        `FILE_XFER_STATUS with result ${result} must be 8 bytes${
+          result === FileXferStatus.NOT_ENOUGH_SPACE
+            ? " or 16"
+            : result === FileXferStatus.ERROR
+            ? " or 13"
+            : ""
+        }, got ${size}`,
+      );
+    }
+    case MessageType.FILE_XFER_DATA: {
+      if (size < 12) return minimum(type, d, 12);
+      const length = getU64(d, 4);
+      if (length !== BigInt(size - 12)) {
+        return invalid(
+          type,
+          d,
+          "PAYLOAD_SIZE",
+          `FILE_XFER_DATA declares ${length} data bytes, carries ${size - 12}`,
+        );
+      }
+      return { kind: "file_xfer_data", id: getU32(d, 0), data: d.subarray(12) };
+    }
+    case MessageType.CLIENT_DISCONNECTED:
+      if (size !== 0) return exact(type, d, 0);
+      return { kind: "client_disconnected" };
+    case MessageType.MAX_CLIPBOARD:
+      if (size !== 4) return exact(type, d, 4);
+      return { kind: "max_clipboard", max: getI32(d, 0) };
+    case MessageType.AUDIO_VOLUME_SYNC: {
+      if (size < 3) return minimum(type, d, 3);
+      const channels = d[2]!;
+      if (size < 3 + 2 * channels) {
+        return invalid(
+          type,
+          d,
+          "PAYLOAD_SIZE",
+          `${channels} channels take ${3 + 2 * channels} bytes, got ${size}`,
+        );
+      }
+      const volume: number[] = [];
+      for (let i = 0; i < channels; i++) volume.push(getU16(d, 3 + 2 * i));
+      return { kind: "audio_volume_sync", playback: d[0] !== 0, mute: d[1] !== 0, volume };
+    }
+    case MessageType.GRAPHICS_DEVICE_INFO: {
+      if (size < 4) return minimum(type, d, 4);
+      const count = getU32(d, 0);
+      if (count > (size - 4) / 16) {
+        return invalid(type, d, "PAYLOAD_SIZE", `${count} displays cannot fit in ${size} bytes`);
+      }
+      const displays: DeviceDisplayInfo[] = [];
+      let p = 4;
+      for (let i = 0; i < count; i++) {
+        if (size - p < 16) {
+          return invalid(
+            type,
+            d,
+            "PAYLOAD_SIZE",
+            `display ${i} starts past the end of the payload`,
+          );
+        }
+        const length = getU32(d, p + 12);
+        if (length > size - p - 16) {
+          return invalid(
+            type,
+            d,
+            "PAYLOAD_SIZE",
+            `display ${i}'s address of ${length} bytes overruns the payload`,
+          );
+        }
+        const address = d.subarray(p + 16, p + 16 + length);
+        const nul = address.indexOf(0);
+        displays.push({
+          channelId: getU32(d, p),
+          monitorId: getU32(d, p + 4),
+          deviceDisplayId: getU32(d, p + 8),
+          deviceAddress: decoder.decode(nul < 0 ? address : address.subarray(0, nul)),
+        });
+        p += 16 + length;
+      }
+      return { kind: "graphics_device_info", displays };
+    }
+    default:
+      return { kind: "unknown", type, data: d };
+  }
+}
+
+function invalid(
+  type: number,
+  data: Uint8Array,
+  code: InvalidPayloadCode,
+  reason: string,
+): InvalidPayload {
+  return { kind: "invalid", type, code, reason, data };
+}
+
+function exact(type: number, data: Uint8Array, size: number): InvalidPayload {
+  return invalid(
+    type,
+    data,
+    "PAYLOAD_SIZE",
+    `${typeName(type)} must be ${size} bytes, got ${data.length}`,
+  );
+}
+
+function minimum(type: number, data: Uint8Array, size: number): InvalidPayload {
+  return invalid(
+    type,
+    data,
+    "PAYLOAD_SIZE",
+    `${typeName(type)} needs at least ${size} bytes, got ${data.length}`,
+  );
+}

@@ -1,0 +1,180 @@
+// This module is browser compatible.
+
+import { toU64, ViewCache } from "./_bytes.ts";
+import type { ChunkSink } from "./_chunk_reader.ts";
+import { VdagentProtocolError } from "./vdagent_protocol_error.ts";
+import { WireFormat } from "./wire_format.ts";
+
+/**
+ * Called once per complete message. `data` is a view into the input when the
+ * whole message arrived in one chunk of one input (unless `copy` is set), and
+ * a buffer the reader allocated otherwise.
+ */
+export type MessageHandler = (
+  port: number,
+  type: number,
+  opaque: bigint,
+  data: Uint8Array,
+) => void;
+
+/** Options of a {@linkcode MessageReader}. */
+export interface MessageReaderOptions {
+  /** Largest payload accepted, checked before anything is allocated. */
+  maxMessageSize: number;
+  /** Copy messages that would otherwise be views into the input. */
+  copy: boolean;
+}
+
+/** Reassembly state of one port. */
+class PortState {
+  /** Header bytes that straddle chunks or inputs. */
+  readonly header = new Uint8Array(WireFormat.MESSAGE_HEADER_SIZE);
+  readonly headerView = new DataView(this.header.buffer);
+  /** Header bytes received so far; equals 20 once the body is being read. */
+  headerFill = 0;
+  /** Stream offset of the header's first byte. */
+  headerOffset = 0;
+  type = 0;
+  opaque = 0n;
+  size = 0;
+  body: Uint8Array | undefined;
+  bodyFill = 0;
+
+  reset(): void {
+    this.headerFill = 0;
+    this.body = undefined;
+    this.bodyFill = 0;
+  }
+}
+
+/**
+ * The synchronous reassembly core: turns chunk events (from a
+ * {@linkcode ChunkReader} or from whole chunks) into messages, per port.
+ *
+ * A message that lies inside one chunk of one input is handed out as a view;
+ * any other message is copied once into a buffer of exactly its size,
+ * allocated after the size was checked.
+ */
+export class MessageReader implements ChunkSink {
+  readonly #handler: MessageHandler;
+  readonly #maxMessageSize: number;
+  readonly #copy: boolean;
+  readonly #ports = [new PortState(), new PortState(), new PortState()];
+  readonly #views = new ViewCache();
+  #port = 0;
+  /** Bytes of the current chunk not yet handed to `chunkData`. */
+  #chunkLeft = 0;
+  #chunkOffset = 0;
+
+  constructor(handler: MessageHandler, options: MessageReaderOptions) {
+    this.#handler = handler;
+    this.#maxMessageSize = options.maxMessageSize;
+    this.#copy = options.copy;
+  }
+
+  /** Starts a chunk of `size` bytes on `port` (1 or 2). */
+  chunkStart(port: number, size: number, offset: number): void {
+    const state = this.#ports[port]!;
+    if (state.headerFill === WireFormat.MESSAGE_HEADER_SIZE) {
+      const left = state.size - state.bodyFill;
+      if (size > left) this.#overrun(port, state.type, size, left, offset);
+    }
+    this.#port = port;
+    this.#chunkLeft = size;
+    this.#chunkOffset = offset;
+  }
+
+  /** Consumes `bytes[start..end)`, which continue the current chunk. */
+  chunkData(bytes: Uint8Array, start: number, end: number, base: number): void {
+    const port = this.#port;
+    const state = this.#ports[port]!;
+    this.#chunkLeft -= end - start;
+    let i = start;
+    if (state.headerFill < WireFormat.MESSAGE_HEADER_SIZE) {
+      let view: DataView;
+      let at: number;
+      if (state.headerFill === 0 && end - i >= WireFormat.MESSAGE_HEADER_SIZE) {
+        view = this.#views.of(bytes);
+        at = bytes.byteOffset + i;
+        state.headerOffset = base + i;
+        i += WireFormat.MESSAGE_HEADER_SIZE;
+      } else {
+        if (state.headerFill === 0) state.headerOffset = base + i;
+        const take = Math.min(WireFormat.MESSAGE_HEADER_SIZE - state.headerFill, end - i);
+        state.header.set(bytes.subarray(i, i + take), state.headerFill);
+        state.headerFill += take;
+        i += take;
+        if (state.headerFill < WireFormat.MESSAGE_HEADER_SIZE) return;
+        view = state.headerView;
+        at = 0;
+      }
+      state.headerFill = WireFormat.MESSAGE_HEADER_SIZE;
+      const protocol = view.getUint32(at, true);
+      const type = view.getUint32(at + 4, true);
+      const size = view.getUint32(at + 16, true);
+      state.type = type;
+      if (protocol !== WireFormat.PROTOCOL) {
+        throw new VdagentProtocolError(
+          "BAD_PROTOCOL",
+          `Cannot assemble message: protocol ${protocol} is not 1`,
+          { offset: state.headerOffset, port, type },
+        );
+      }
+      if (size > this.#maxMessageSize) {
+        throw new VdagentProtocolError(
+          "MESSAGE_TOO_LARGE",
+          `Cannot assemble message: size ${size} exceeds the maximum of ${this.#maxMessageSize}`,
+          { offset: state.headerOffset, port, type },
+        );
+      }
+      const inChunk = end - i + this.#chunkLeft;
+      if (inChunk > size) this.#overrun(port, type, inChunk, size, this.#chunkOffset);
+      state.opaque = toU64(view.getUint32(at + 8, true), view.getUint32(at + 12, true));
+      state.size = size;
+      if (end - i === size) {
+        state.reset();
+        this.#handler(
+          port,
+          type,
+          state.opaque,
+          this.#copy ? bytes.slice(i, end) : bytes.subarray(i, end),
+        );
+        return;
+      }
+      state.body = new Uint8Array(size);
+    }
+    if (i < end) {
+      state.body!.set(bytes.subarray(i, end), state.bodyFill);
+      state.bodyFill += end - i;
+    }
+    if (state.bodyFill === state.size) {
+      const body = state.body!;
+      state.reset();
+      this.#handler(port, state.type, state.opaque, body);
+    }
+  }
+
+  /** Signals the end of input; throws if a message is incomplete. */
+  finish(offset: number): void {
+    for (let port = 1; port < this.#ports.length; port++) {
+      const state = this.#ports[port]!;
+      if (state.headerFill === 0) continue;
+      const complete = state.headerFill === WireFormat.MESSAGE_HEADER_SIZE;
+      throw new VdagentProtocolError(
+        "TRUNCATED",
+        complete
+          ? `Cannot assemble message: the input ended after ${state.bodyFill} of ${state.size} payload bytes on port ${port}`
+          : `Cannot assemble message: the input ended after ${state.headerFill} of 20 header bytes on port ${port}`,
+        complete ? { offset, port, type: state.type } : { offset, port },
+      );
+    }
+  }
+
+  #overrun(port: number, type: number, size: number, left: number, offset: number): never {
+    throw new VdagentProtocolError(
+      "CHUNK_OVERRUN",
+      `Cannot assemble message: the chunk holds ${size} bytes but the message needs only ${left} more`,
+      { offset, port, type },
+    );
+  }
+}
