@@ -52,7 +52,7 @@ export interface MonitorsConfigPayload {
   /** `MonitorsConfigFlag` bits. */
   flags: number;
   /** The monitors. */
-  monitors: MonitorConfig[];
+  monitors: readonly MonitorConfig[];
 }
 
 /** REPLY (3). */
@@ -90,7 +90,7 @@ export interface AnnounceCapabilitiesPayload {
   /** Whether the sender asks for the receiver's capabilities in return. */
   request: boolean;
   /** Capability words, at least one. */
-  caps: number[];
+  caps: readonly number[];
 }
 
 /** CLIPBOARD_GRAB (7): the sender owns a selection and offers types. */
@@ -101,7 +101,7 @@ export interface ClipboardGrabPayload {
   /** Grab serial, present exactly when GRAB_SERIAL is negotiated. */
   serial?: number;
   /** Offered `ClipboardType`s, at least one. */
-  types: number[];
+  types: readonly number[];
 }
 
 /** CLIPBOARD_REQUEST (8): asks the owner for data of one type. */
@@ -174,7 +174,7 @@ export interface AudioVolumeSyncPayload {
   /** Muted. */
   mute: boolean;
   /** Volume per channel (u16 each). */
-  volume: number[];
+  volume: readonly number[];
 }
 
 /** One display of GRAPHICS_DEVICE_INFO. */
@@ -193,7 +193,7 @@ export interface DeviceDisplayInfo {
 export interface GraphicsDeviceInfoPayload {
   kind: "graphics_device_info";
   /** The displays. */
-  displays: DeviceDisplayInfo[];
+  displays: readonly DeviceDisplayInfo[];
 }
 
 /** A message type this library does not know, kept raw. */

@@ -25,8 +25,11 @@ export function checkOutbound(port: number, type: number, opaque: bigint, data: 
   if (!Number.isInteger(type) || type < 0 || type > MAX_U32) {
     throw new RangeError(`Cannot frame message: type must be a u32, got ${type}`);
   }
-  if (typeof opaque !== "bigint" || opaque < 0n || opaque > 0xffff_ffff_ffff_ffffn) {
-    throw new RangeError(`Cannot frame message: opaque must be a u64 bigint, got ${opaque}`);
+  if (typeof opaque !== "bigint") {
+    throw new TypeError("Cannot frame message: opaque must be a bigint");
+  }
+  if (opaque < 0n || opaque > 0xffff_ffff_ffff_ffffn) {
+    throw new RangeError(`Cannot frame message: opaque must be a u64, got ${opaque}`);
   }
   if (!(data instanceof Uint8Array)) {
     throw new TypeError("Cannot frame message: data must be a Uint8Array");
