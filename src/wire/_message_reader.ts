@@ -3,6 +3,7 @@
 import { toU64, ViewCache } from "./_bytes.ts";
 import type { ChunkSink } from "./_chunk_reader.ts";
 import { VdagentProtocolError } from "./vdagent_protocol_error.ts";
+import type { TransferProgress } from "./transfer_progress.ts";
 import { WireFormat } from "./wire_format.ts";
 
 /**
@@ -23,7 +24,14 @@ export interface MessageReaderOptions {
   maxMessageSize: number;
   /** Copy messages that would otherwise be views into the input. */
   copy: boolean;
+  /** Called as a message larger than `progressThreshold` arrives. */
+  onProgress?: ((progress: TransferProgress) => void) | undefined;
+  /** Payload size above which progress is reported. Default 1 MiB. */
+  progressThreshold?: number;
 }
+
+/** Bytes between two progress reports of one message. */
+const PROGRESS_STEP = 64 * 1024;
 
 /** Reassembly state of one port. */
 class PortState {
@@ -39,11 +47,14 @@ class PortState {
   size = 0;
   body: Uint8Array | undefined;
   bodyFill = 0;
+  /** `bodyFill` at the last progress report. */
+  reported = 0;
 
   reset(): void {
     this.headerFill = 0;
     this.body = undefined;
     this.bodyFill = 0;
+    this.reported = 0;
   }
 }
 
@@ -59,6 +70,8 @@ export class MessageReader implements ChunkSink {
   readonly #handler: MessageHandler;
   readonly #maxMessageSize: number;
   readonly #copy: boolean;
+  readonly #onProgress: ((progress: TransferProgress) => void) | undefined;
+  readonly #progressThreshold: number;
   readonly #ports = [new PortState(), new PortState(), new PortState()];
   readonly #views = new ViewCache();
   #port = 0;
@@ -70,6 +83,8 @@ export class MessageReader implements ChunkSink {
     this.#handler = handler;
     this.#maxMessageSize = options.maxMessageSize;
     this.#copy = options.copy;
+    this.#onProgress = options.onProgress;
+    this.#progressThreshold = options.progressThreshold ?? 1024 * 1024;
   }
 
   /** Starts a chunk of `size` bytes on `port` (1 or 2). */
@@ -146,6 +161,19 @@ export class MessageReader implements ChunkSink {
     if (i < end) {
       state.body!.set(bytes.subarray(i, end), state.bodyFill);
       state.bodyFill += end - i;
+    }
+    if (
+      this.#onProgress !== undefined && state.size > this.#progressThreshold &&
+      (state.bodyFill - state.reported >= PROGRESS_STEP || state.bodyFill === state.size)
+    ) {
+      state.reported = state.bodyFill;
+      this.#onProgress({
+        direction: "in",
+        port,
+        type: state.type,
+        done: state.bodyFill,
+        total: state.size,
+      });
     }
     if (state.bodyFill === state.size) {
       const body = state.body!;

@@ -5,6 +5,7 @@ import { checkChunkHeader } from "./_chunk_reader.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "./_limits.ts";
 import { MessageReader } from "./_message_reader.ts";
 import type { AgentMessage } from "./agent_message.ts";
+import type { TransferProgress } from "./transfer_progress.ts";
 import type { VdiChunk } from "./vdi_chunk.ts";
 import { WireFormat } from "./wire_format.ts";
 
@@ -20,6 +21,11 @@ export interface MessageAssemblerOptions {
    * Default `false`.
    */
   copy?: boolean;
+  /**
+   * Called as each message over 1 MiB arrives (every 64 KiB and at the end),
+   * so a UI can show progress on a big paste.
+   */
+  onProgress?: (progress: TransferProgress) => void;
 }
 
 /**
@@ -69,7 +75,7 @@ export class MessageAssembler
     let out: AgentMessage[] = [];
     const reader = new MessageReader(
       (port, type, opaque, data) => out.push({ port, type, opaque, data }),
-      { maxMessageSize, copy: options.copy ?? false },
+      { maxMessageSize, copy: options.copy ?? false, onProgress: options.onProgress },
     );
     let offset = 0;
     super({

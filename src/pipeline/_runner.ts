@@ -1,0 +1,222 @@
+// This module is browser compatible.
+
+import type { SessionInternals } from "../session/_internals.ts";
+import { ChunkReader } from "../wire/_chunk_reader.ts";
+import { framedSize, writeFrames } from "../wire/_frame_writer.ts";
+import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
+import { MessageReader } from "../wire/_message_reader.ts";
+import type { AgentMessage } from "../wire/agent_message.ts";
+import type { TransferProgress } from "../wire/transfer_progress.ts";
+import { WireFormat } from "../wire/wire_format.ts";
+import type { PipelineOptions } from "./pipeline_options.ts";
+import type { Transport } from "./transport.ts";
+
+/** Largest write handed to the transport at once. */
+const PIECE = 64 * 1024;
+/** Outbound bytes queued beyond which the pipeline stops reading input. */
+const HIGH_WATER = 1024 * 1024;
+/** Messages over this many payload bytes report progress. */
+const PROGRESS_THRESHOLD = 1024 * 1024;
+
+interface OutEntry {
+  bytes: Uint8Array;
+  /** Bytes already written. */
+  at: number;
+  /** Set for one large message: its port, type and payload size. */
+  progress?: { port: number; type: number; total: number };
+}
+
+/**
+ * Runs a session over a byte transport: one loop reads the transport and
+ * drives the decoding cores and the session synchronously, another frames
+ * what the session sends and writes it in pieces of at most 64 KiB. Reading
+ * pauses while more than 1 MiB waits to be written.
+ */
+export class PipelineRunner {
+  readonly done: Promise<void>;
+  readonly #session: SessionInternals;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #chunks: ChunkReader;
+  readonly #messages: MessageReader;
+  readonly #chunkSize: number;
+  readonly #onProgress: ((progress: TransferProgress) => void) | undefined;
+  readonly #out: OutEntry[] = [];
+  #outBytes = 0;
+  #inputDone = false;
+  #stopped = false;
+  #wakeOut: (() => void) | undefined;
+  #wakeIn: (() => void) | undefined;
+  #failure: { error: unknown } | undefined;
+
+  constructor(session: SessionInternals, transport: Transport, options: PipelineOptions) {
+    const maxMessageSize = checkLimit(
+      "pipeline",
+      "maxMessageSize",
+      options.maxMessageSize,
+      DEFAULT_MAX_MESSAGE_SIZE,
+      0xffff_ffff - WireFormat.MESSAGE_HEADER_SIZE,
+    );
+    this.#chunkSize = options.chunkSize ?? WireFormat.MAX_CHUNK_SIZE;
+    if (
+      !Number.isInteger(this.#chunkSize) || this.#chunkSize < WireFormat.MESSAGE_HEADER_SIZE ||
+      this.#chunkSize > WireFormat.MAX_CHUNK_SIZE
+    ) {
+      throw new RangeError(
+        `Cannot create pipeline: chunkSize must be an integer from 20 to 2048, got ${this.#chunkSize}`,
+      );
+    }
+    this.#onProgress = options.onProgress;
+    this.#session = session;
+    this.#messages = new MessageReader(
+      (port, type, opaque, data) => session.receive({ port, type, opaque, data }),
+      { maxMessageSize, copy: options.copy ?? false, onProgress: options.onProgress },
+    );
+    this.#chunks = new ChunkReader(this.#messages, {
+      maxChunkSize: maxMessageSize + WireFormat.MESSAGE_HEADER_SIZE,
+    });
+    this.#reader = transport.readable.getReader();
+    this.#writer = transport.writable.getWriter();
+    session.attach((batch) => this.#deliver(batch));
+    const signal = options.signal;
+    const onAbort = () => this.#fail(signal!.reason);
+    if (signal?.aborted) {
+      queueMicrotask(onAbort);
+    } else {
+      signal?.addEventListener("abort", onAbort, { once: true });
+    }
+    this.done = Promise.all([this.#pumpIn(), this.#pumpOut()]).then(() => {
+      signal?.removeEventListener("abort", onAbort);
+      if (this.#failure) throw this.#failure.error;
+    });
+    // The caller may never look at `done`; failures reach it through `done`
+    // only, never as unhandled rejections.
+    this.done.catch(() => {});
+  }
+
+  /** Stops reading, lets what is queued be written, then closes the transport. */
+  async close(): Promise<void> {
+    if (!this.#stopped && !this.#inputDone) {
+      this.#inputDone = true;
+      this.#reader.cancel().catch(() => {});
+      this.#session.close();
+      this.#wakeOut?.();
+    }
+    await this.done;
+  }
+
+  #deliver(batch: AgentMessage[]): void {
+    if (this.#stopped) return;
+    const size = this.#chunkSize;
+    let small = 0;
+    for (const m of batch) {
+      if (m.data.length <= PROGRESS_THRESHOLD) small += framedSize(m.data.length, size);
+    }
+    if (small > 0) {
+      const bytes = new Uint8Array(small);
+      const view = new DataView(bytes.buffer);
+      let pos = 0;
+      for (const m of batch) {
+        if (m.data.length <= PROGRESS_THRESHOLD) {
+          pos = writeFrames(bytes, view, pos, size, m.port, m.type, m.opaque, m.data);
+        }
+      }
+      this.#queue({ bytes, at: 0 });
+    }
+    for (const m of batch) {
+      if (m.data.length <= PROGRESS_THRESHOLD) continue;
+      const bytes = new Uint8Array(framedSize(m.data.length, size));
+      writeFrames(bytes, new DataView(bytes.buffer), 0, size, m.port, m.type, m.opaque, m.data);
+      this.#queue({ bytes, at: 0, progress: { port: m.port, type: m.type, total: m.data.length } });
+    }
+  }
+
+  #queue(entry: OutEntry): void {
+    this.#out.push(entry);
+    this.#outBytes += entry.bytes.length;
+    this.#wakeOut?.();
+  }
+
+  async #pumpIn(): Promise<void> {
+    try {
+      while (!this.#stopped && !this.#inputDone) {
+        if (this.#outBytes > HIGH_WATER) {
+          await new Promise<void>((resolve) => this.#wakeIn = resolve);
+          continue;
+        }
+        const { value, done } = await this.#reader.read();
+        if (this.#stopped) break;
+        if (done) {
+          this.#chunks.finish();
+          this.#messages.finish(this.#chunks.offset);
+          break;
+        }
+        this.#session.run(() => this.#chunks.push(value));
+      }
+    } catch (error) {
+      this.#fail(error);
+    } finally {
+      this.#inputDone = true;
+      this.#session.close(this.#failure?.error);
+      this.#wakeOut?.();
+    }
+  }
+
+  async #pumpOut(): Promise<void> {
+    try {
+      for (;;) {
+        const entry = this.#out[0];
+        if (this.#stopped) return;
+        if (entry === undefined) {
+          if (this.#inputDone) break;
+          await new Promise<void>((resolve) => this.#wakeOut = resolve);
+          this.#wakeOut = undefined;
+          continue;
+        }
+        const piece = entry.bytes.subarray(entry.at, entry.at + PIECE);
+        await this.#writer.write(piece);
+        entry.at += piece.length;
+        this.#outBytes -= piece.length;
+        if (entry.progress !== undefined) this.#progress(entry, entry.progress);
+        if (entry.at === entry.bytes.length) this.#out.shift();
+        if (this.#outBytes <= HIGH_WATER / 2) {
+          this.#wakeIn?.();
+          this.#wakeIn = undefined;
+        }
+      }
+    } catch (error) {
+      return this.#fail(error);
+    }
+    // Everything was written. If the peer is gone already, closing fails, and
+    // there is nothing left to lose.
+    await this.#writer.close().catch(() => {});
+  }
+
+  #progress(entry: OutEntry, info: { port: number; type: number; total: number }): void {
+    // Payload bytes among the first `entry.at` wire bytes of the framed message.
+    const per = WireFormat.CHUNK_HEADER_SIZE + this.#chunkSize;
+    const whole = Math.floor(entry.at / per);
+    const rest = entry.at - whole * per;
+    const message = whole * this.#chunkSize + Math.max(0, rest - WireFormat.CHUNK_HEADER_SIZE);
+    const done = Math.max(0, message - WireFormat.MESSAGE_HEADER_SIZE);
+    this.#onProgress?.({
+      direction: "out",
+      port: info.port,
+      type: info.type,
+      done,
+      total: info.total,
+    });
+  }
+
+  /** Tears everything down with `error`; the first failure wins. */
+  #fail(error: unknown): void {
+    if (this.#failure !== undefined || this.#stopped) return;
+    this.#failure = { error };
+    this.#stopped = true;
+    this.#reader.cancel(error).catch(() => {});
+    this.#writer.abort(error).catch(() => {});
+    this.#session.close(error);
+    this.#wakeIn?.();
+    this.#wakeOut?.();
+  }
+}

@@ -1,0 +1,17 @@
+// This module is browser compatible.
+
+import type { TransferProgress } from "../wire/transfer_progress.ts";
+
+/** Options every pipeline takes, on top of its session's. */
+export interface PipelineOptions {
+  /** Tears the pipeline down; `done` rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Largest message payload accepted from the peer, checked before allocation. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Largest chunk payload written, from 20 to 2048. Default 2048. */
+  chunkSize?: number;
+  /** Copy messages that would otherwise be views into the transport's reads. Default `false`. */
+  copy?: boolean;
+  /** Progress of each message over 1 MiB, in both directions. */
+  onProgress?: (progress: TransferProgress) => void;
+}

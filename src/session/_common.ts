@@ -1,0 +1,151 @@
+// This module is browser compatible.
+
+import { MouseButton } from "../protocol/mouse_button.ts";
+import type { Outbox } from "./_outbox.ts";
+import { DEFAULT_MAX_CAPS_WORDS, DEFAULT_MAX_GRAB_TYPES } from "../protocol/_payload.ts";
+import { checkLimit } from "../wire/_limits.ts";
+import type { MouseButtonName, MouseInput } from "./mouse_input.ts";
+import type { SessionLimits } from "./session_limits.ts";
+
+/** Default milliseconds a request waits for its data. */
+export const DEFAULT_REQUEST_TIMEOUT = 30_000;
+/** Default requests outstanding per selection. */
+export const DEFAULT_MAX_REQUESTS = 16;
+
+/** A validated mouse state. */
+export interface MouseState {
+  x: number;
+  y: number;
+  buttons: number;
+  display: number;
+}
+
+/** Limits with their defaults applied. */
+export function sessionLimits(what: string, options: SessionLimits): Required<SessionLimits> {
+  return {
+    maxGrabTypes: checkLimit(what, "maxGrabTypes", options.maxGrabTypes, DEFAULT_MAX_GRAB_TYPES),
+    maxCapsWords: checkLimit(what, "maxCapsWords", options.maxCapsWords, DEFAULT_MAX_CAPS_WORDS),
+    maxRequests: checkLimit(what, "maxRequests", options.maxRequests, DEFAULT_MAX_REQUESTS),
+  };
+}
+
+/** Checks a selection argument (0, 1 or 2). */
+export function checkSelection(selection: number): number {
+  if (selection !== 0 && selection !== 1 && selection !== 2) {
+    throw new RangeError(`Cannot use selection: it must be 0, 1 or 2, got ${selection}`);
+  }
+  return selection;
+}
+
+/** Checks a list of offered clipboard types. */
+export function checkTypes(types: readonly number[], max: number): void {
+  if (!Array.isArray(types) || types.length === 0 || types.length > max) {
+    throw new RangeError(
+      `Cannot grab: offer from 1 to ${max} types, got ${
+        Array.isArray(types) ? types.length : types
+      }`,
+    );
+  }
+  for (const type of types) {
+    if (!Number.isInteger(type) || type < 1 || type > 0xffff_ffff) {
+      throw new RangeError(
+        `Cannot grab: types must be u32 clipboard types other than NONE, got ${type}`,
+      );
+    }
+  }
+}
+
+const buttonMasks: Record<MouseButtonName, number> = {
+  left: MouseButton.LEFT,
+  middle: MouseButton.MIDDLE,
+  right: MouseButton.RIGHT,
+  up: MouseButton.UP,
+  down: MouseButton.DOWN,
+  side: MouseButton.SIDE,
+  extra: MouseButton.EXTRA,
+};
+
+/** Checks a mouse state and resolves button names to a mask. */
+export function checkMouse(input: MouseInput): MouseState {
+  const { x, y, display = 0 } = input;
+  const u32 = (v: number) => Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
+  if (!u32(x) || !u32(y)) {
+    throw new RangeError(`Cannot send mouse state: x and y must be u32, got ${x}, ${y}`);
+  }
+  if (!Number.isInteger(display) || display < 0 || display > 255) {
+    throw new RangeError(`Cannot send mouse state: display must be a u8, got ${display}`);
+  }
+  let buttons = 0;
+  if (typeof input.buttons === "number") {
+    if (!u32(input.buttons)) {
+      throw new RangeError(
+        `Cannot send mouse state: buttons must be a u32 mask, got ${input.buttons}`,
+      );
+    }
+    buttons = input.buttons;
+  } else {
+    for (const name of input.buttons ?? []) {
+      const mask = buttonMasks[name];
+      if (mask === undefined) {
+        throw new RangeError(`Cannot send mouse state: unknown button "${name}"`);
+      }
+      buttons |= mask;
+    }
+  }
+  return { x, y, buttons, display };
+}
+
+/** Checks a timeout in milliseconds (0 for none). */
+export function checkTimeout(timeout: number): number {
+  if (!Number.isFinite(timeout) || timeout < 0) {
+    throw new RangeError(
+      `Cannot use timeout: it must be a number of milliseconds ≥ 0, got ${timeout}`,
+    );
+  }
+  return timeout;
+}
+
+/** A clipboard provider, as the handlers define it. */
+export type Provider = (
+  selection: number,
+  type: number,
+) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+
+/**
+ * Calls a clipboard provider. `done` runs once, with the data (or
+ * `undefined`) and the error if it failed; when the provider answers later,
+ * `done` runs inside `outbox.run` so what it sends leaves as one batch.
+ */
+export function callProvider(
+  provide: Provider | undefined,
+  selection: number,
+  type: number,
+  outbox: Outbox,
+  done: (data: Uint8Array | undefined, error?: unknown) => void,
+): void {
+  const settle = (data: unknown, error?: unknown) => {
+    if (error === undefined && data !== undefined && !(data instanceof Uint8Array)) {
+      return done(
+        undefined,
+        new TypeError("The clipboard provider must return a Uint8Array or undefined"),
+      );
+    }
+    done(data as Uint8Array | undefined, error);
+  };
+  if (provide === undefined) return done(undefined);
+  let result: ReturnType<Provider>;
+  try {
+    result = provide(selection, type);
+  } catch (error) {
+    return done(undefined, error ?? new Error("The clipboard provider threw"));
+  }
+  if (result instanceof Promise) {
+    result.then(
+      (data) => outbox.run(() => settle(data)),
+      (error) =>
+        outbox.run(() => settle(undefined, error ?? new Error("The clipboard provider rejected"))),
+    );
+  } else {
+    settle(result);
+  }
+}

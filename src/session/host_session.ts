@@ -1,0 +1,584 @@
+// This module is browser compatible.
+
+import { Capability } from "../protocol/capability.ts";
+import { capabilityWords } from "../protocol/capability_words.ts";
+import { decodeMessage } from "../protocol/decode_message.ts";
+import { encodeMessage } from "../protocol/encode_message.ts";
+import { hasCapability } from "../protocol/has_capability.ts";
+import type { MessagePayload, PayloadOptions } from "../protocol/message_payload.ts";
+import { MessageType } from "../protocol/message_type.ts";
+import type { AgentMessage } from "../wire/agent_message.ts";
+import { sessionInternals } from "./_internals.ts";
+import { Outbox, sessionStreamInit } from "./_outbox.ts";
+import { RequestTable } from "./_requests.ts";
+import { nextSerial, serialBefore } from "./_serial.ts";
+import {
+  callProvider,
+  checkMouse,
+  checkSelection,
+  checkTimeout,
+  checkTypes,
+  DEFAULT_REQUEST_TIMEOUT,
+  type MouseState,
+  sessionLimits,
+} from "./_common.ts";
+import { ClipboardError } from "./clipboard_error.ts";
+import type { ClipboardOffer } from "./clipboard_offer.ts";
+import type { MouseInput } from "./mouse_input.ts";
+import type { SessionLimits } from "./session_limits.ts";
+import type { SessionDiagnostic } from "./session_diagnostic.ts";
+
+/** What a {@linkcode HostSession} tells the relay about the guest's clipboard. */
+export interface HostClipboardHandler {
+  /** The guest now owns `selection` and offers `types` (`ClipboardType` values). */
+  onGuestGrab?(selection: number, types: readonly number[]): void;
+  /** The guest no longer owns `selection` (it released it, or restarted). */
+  onGuestRelease?(selection: number): void;
+  /**
+   * The guest pastes what the host grabbed: return the data of `type`, or
+   * `undefined` (or empty data) if there is none, in which case the guest gets
+   * a CLIPBOARD_RELEASE and its paste fails fast. May return a promise; the
+   * request stays pending meanwhile.
+   */
+  provide?(
+    selection: number,
+    type: number,
+  ): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+}
+
+/** Options of {@linkcode HostSession}. */
+export interface HostSessionOptions extends SessionLimits {
+  /** Offer an absolute mouse (announce MOUSE_STATE). Default `true`. */
+  mouse?: boolean;
+  /**
+   * Share the clipboard (announce CLIPBOARD_BY_DEMAND, CLIPBOARD_SELECTION and
+   * CLIPBOARD_GRAB_SERIAL): `true`, `false`, or a handler, which implies `true`.
+   * Default `true`.
+   */
+  clipboard?: boolean | HostClipboardHandler;
+  /**
+   * Largest clipboard data the guest may send, in bytes: announced with the
+   * MAX_CLIPBOARD capability, sent as MAX_CLIPBOARD when the guest has it, and
+   * enforced on receive. Default: no limit beyond the message size limit.
+   */
+  maxClipboard?: number;
+  /** Milliseconds a host `request` waits for the guest's data; 0 waits forever. Default 30 000. */
+  requestTimeout?: number;
+  /** The guest announced its capabilities: it (re)started. */
+  onGuestCaps?(caps: readonly number[]): void;
+  /** Every message the session does not handle itself (REPLY, FILE_XFER_*, unknown and invalid ones, …). */
+  onMessage?(payload: MessagePayload, message: AgentMessage): void;
+  /** Something the session ignored, adjusted or refused. */
+  onDiagnostic?(diagnostic: SessionDiagnostic): void;
+}
+
+/** Options of {@linkcode HostSession.request}. */
+export interface RequestOptions {
+  /** Milliseconds to wait; overrides the session's `requestTimeout`. */
+  timeout?: number;
+  /** Cancels the request. */
+  signal?: AbortSignal;
+}
+
+interface GuestRequest {
+  type: number;
+}
+
+/**
+ * The host endpoint of the vdagent protocol, the role QEMU's `qemu-vdagent`
+ * chardev plays: a stream stage whose writable side takes the guest's
+ * messages (from a {@linkcode MessageAssembler}) and whose readable side
+ * yields messages for the guest (into a {@linkcode MessageFramer}).
+ *
+ * It announces its capabilities when created, answers the guest's, tracks
+ * clipboard ownership per selection with grab serials, serves the guest's
+ * pastes from the handler's `provide`, fetches the guest's clipboard with
+ * {@linkcode request}, and sends absolute mouse states. It follows QEMU
+ * except where QEMU loses things: serials compare with wrap-around, a paste
+ * with no data is answered with a release instead of being left hanging, no
+ * message is dropped silently, and every request settles.
+ *
+ * @example A host and a guest back to back: the guest pastes the host's text
+ * ```ts
+ * import { ClipboardType, GuestSession, HostSession, Selection } from "@vdagent/streams";
+ * import assert from "node:assert/strict";
+ *
+ * const text = new TextEncoder().encode("from the host");
+ * const host = new HostSession({ clipboard: { provide: () => text } });
+ * const ready = Promise.withResolvers<void>();
+ * const pasted = Promise.withResolvers<Uint8Array>();
+ * const guest = new GuestSession({
+ *   onHostCaps: () => ready.resolve(),
+ *   clipboard: { onHostGrab: (sel, types) => pasted.resolve(guest.request(sel, types[0]!)) },
+ * });
+ * const wires = new AbortController();
+ * host.readable.pipeTo(guest.writable, wires).catch(() => {});
+ * guest.readable.pipeTo(host.writable, wires).catch(() => {});
+ *
+ * await ready.promise;
+ * host.grab(Selection.CLIPBOARD, [ClipboardType.UTF8_TEXT]);
+ * assert.equal(new TextDecoder().decode(await pasted.promise), "from the host");
+ * wires.abort();
+ * ```
+ */
+export class HostSession
+  extends TransformStream<AgentMessage | readonly AgentMessage[], AgentMessage[]> {
+  readonly #mouseOn: boolean;
+  readonly #clipboardOn: boolean;
+  readonly #handler: HostClipboardHandler;
+  readonly #options: HostSessionOptions;
+  readonly #maxClipboard: number | undefined;
+  readonly #timeout: number;
+  readonly #limits: Required<SessionLimits>;
+  readonly #outbox: Outbox;
+  readonly #requests: RequestTable;
+  #hostCaps: number[];
+  #guestCaps: number[] | undefined;
+  #layout: PayloadOptions;
+  #lastSerial = [0, 0, 0];
+  #offers: (ClipboardOffer | undefined)[] = [undefined, undefined, undefined];
+  #owned: (readonly number[] | undefined)[] = [undefined, undefined, undefined];
+  #ownedSent = [false, false, false];
+  #guestRequests: GuestRequest[][] = [[], [], []];
+  #guestMax: number | undefined;
+  #mouse: MouseState | undefined;
+  #mouseSent = true;
+  #closed = false;
+
+  /**
+   * Creates a host session; it announces its capabilities at once.
+   *
+   * @param options Features, handlers and limits.
+   */
+  constructor(options: HostSessionOptions = {}) {
+    const outbox = new Outbox();
+    super(
+      ...sessionStreamInit(
+        outbox,
+        (messages) => this.#receiveAll(messages),
+        (reason) => this.#close(reason),
+      ),
+    );
+    this.#outbox = outbox;
+    sessionInternals.set(this, {
+      attach: (deliver) => outbox.attach(deliver),
+      receive: (message) => this.#receive(message),
+      run: (fn) => outbox.run(fn),
+      close: (reason) => this.#close(reason),
+    });
+    this.#options = options;
+    this.#mouseOn = options.mouse ?? true;
+    this.#clipboardOn = options.clipboard !== false;
+    this.#handler = typeof options.clipboard === "object" ? options.clipboard : {};
+    this.#limits = sessionLimits("HostSession", options);
+    this.#requests = new RequestTable(this.#limits.maxRequests);
+    if (options.maxClipboard !== undefined) {
+      const max = options.maxClipboard;
+      if (!Number.isInteger(max) || max < 0 || max > 0x7fff_ffff) {
+        throw new RangeError(
+          `Cannot create HostSession: maxClipboard must be an integer from 0 to 2^31-1, got ${max}`,
+        );
+      }
+      this.#maxClipboard = max;
+    }
+    this.#timeout = checkTimeout(options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT);
+    const bits: number[] = [];
+    if (this.#mouseOn) bits.push(Capability.MOUSE_STATE);
+    if (this.#clipboardOn) {
+      bits.push(
+        Capability.CLIPBOARD_BY_DEMAND,
+        Capability.CLIPBOARD_SELECTION,
+        Capability.CLIPBOARD_GRAB_SERIAL,
+      );
+    }
+    if (this.#maxClipboard !== undefined) bits.push(Capability.MAX_CLIPBOARD);
+    this.#hostCaps = capabilityWords(bits);
+    this.#layout = this.#layoutFor(undefined);
+    // Sent at the end of this turn, so a pipeline can take the output first.
+    this.#send({ kind: "announce_capabilities", request: true, caps: this.#hostCaps });
+  }
+
+  /** The capabilities this session announced to the guest. */
+  get hostCaps(): readonly number[] {
+    return this.#hostCaps;
+  }
+
+  /** The guest's capability words, or `undefined` until it announces them. */
+  get guestCaps(): readonly number[] | undefined {
+    return this.#guestCaps;
+  }
+
+  /** The negotiated clipboard layout: selection prefix and grab serials. */
+  get layout(): { readonly selection: boolean; readonly grabSerial: boolean } {
+    return { selection: this.#layout.selection!, grabSerial: this.#layout.grabSerial! };
+  }
+
+  /** What the guest offers on `selection`, or `undefined` if it does not own it. */
+  guestOffer(selection: number): ClipboardOffer | undefined {
+    return this.#offers[checkSelection(selection)];
+  }
+
+  /** The types the host offers on `selection`, or `undefined` if it does not own it. */
+  hostOffer(selection: number): readonly number[] | undefined {
+    return this.#owned[checkSelection(selection)];
+  }
+
+  /**
+   * The host copies: it now owns `selection` and offers `types`. The guest
+   * pastes through the handler's `provide`. Before the guest has announced its
+   * capabilities the grab is kept and sent when they arrive.
+   *
+   * @param selection `Selection` value.
+   * @param types Offered `ClipboardType` values, at least one.
+   */
+  grab(selection: number, types: readonly number[]): void {
+    checkSelection(selection);
+    checkTypes(types, this.#limits.maxGrabTypes);
+    this.#checkClipboard(selection, "grab");
+    this.#outbox.run(() => {
+      this.#owned[selection] = [...types];
+      this.#ownedSent[selection] = false;
+      if (this.#offers[selection] !== undefined) {
+        this.#offers[selection] = undefined;
+        this.#handler.onGuestRelease?.(selection);
+      }
+      if (this.#guestCaps !== undefined) this.#sendGrab(selection);
+    });
+  }
+
+  /**
+   * The host gives `selection` up: the guest is told, and pending guest
+   * pastes of it fail fast. Does nothing if the host does not own it.
+   *
+   * @param selection `Selection` value.
+   */
+  release(selection: number): void {
+    checkSelection(selection);
+    if (this.#closed || this.#owned[selection] === undefined) return;
+    this.#outbox.run(() => this.#releaseHost(selection));
+  }
+
+  /**
+   * The host pastes: asks the guest for the data of `type` on `selection`.
+   * Rejects with a {@linkcode ClipboardError}: `NOT_OFFERED` if the guest
+   * does not offer it, `RELEASED`, `TIMEOUT`, `CLOSED`, `PEER_RESET`,
+   * `ABORTED`, `NO_DATA` or `TOO_LARGE`. It never stays pending.
+   *
+   * @param selection `Selection` value.
+   * @param type `ClipboardType` value.
+   * @param options Timeout and cancellation.
+   * @returns The guest's data.
+   */
+  request(selection: number, type: number, options: RequestOptions = {}): Promise<Uint8Array> {
+    try {
+      checkSelection(selection);
+      this.#checkClipboard(selection, "request");
+      if (this.#guestCaps === undefined || !this.#offers[selection]?.types.includes(type)) {
+        throw new ClipboardError(
+          "NOT_OFFERED",
+          `Cannot paste: the guest does not offer type ${type} on selection ${selection}`,
+          selection,
+        );
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const timeout = options.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
+    const result = this.#requests.add(selection, type, timeout, options.signal);
+    this.#outbox.run(() => this.#send({ kind: "clipboard_request", selection, type }));
+    return result;
+  }
+
+  /**
+   * Moves the guest's pointer: sends MOUSE_STATE once the guest announced
+   * MOUSE_STATE; until then the latest state is kept and sent when its
+   * capabilities arrive.
+   *
+   * @param state Position, buttons (a `MouseButton` mask or names such as
+   * `"left"`) and display.
+   */
+  mouse(state: MouseInput): void {
+    if (!this.#mouseOn) throw new TypeError("Cannot send mouse state: the session has mouse off");
+    const mouse = checkMouse(state);
+    if (this.#closed) return;
+    this.#mouse = mouse;
+    this.#mouseSent = false;
+    this.#outbox.run(() => this.#flushMouse());
+  }
+
+  #checkClipboard(selection: number, action: string): void {
+    if (this.#closed) {
+      throw new ClipboardError("CLOSED", `Cannot ${action}: the session ended`, selection);
+    }
+    if (!this.#clipboardOn) {
+      throw new ClipboardError(
+        "DISABLED",
+        `Cannot ${action}: the session has the clipboard off`,
+        selection,
+      );
+    }
+    const caps = this.#guestCaps;
+    if (caps === undefined) return;
+    if (!hasCapability(caps, Capability.CLIPBOARD_BY_DEMAND)) {
+      throw new ClipboardError(
+        "DISABLED",
+        `Cannot ${action}: the guest has no clipboard by demand`,
+        selection,
+      );
+    }
+    if (selection !== 0 && !this.#layout.selection) {
+      throw new ClipboardError(
+        "UNSUPPORTED",
+        `Cannot ${action}: selection ${selection} needs CLIPBOARD_SELECTION, which the guest lacks`,
+        selection,
+      );
+    }
+  }
+
+  #layoutFor(guest: readonly number[] | undefined): PayloadOptions {
+    const both = (bit: number) =>
+      guest !== undefined && hasCapability(guest, bit) && hasCapability(this.#hostCaps, bit);
+    return {
+      selection: both(Capability.CLIPBOARD_SELECTION),
+      grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
+      maxGrabTypes: this.#limits.maxGrabTypes,
+      maxCapsWords: this.#limits.maxCapsWords,
+    };
+  }
+
+  #clipboardNegotiated(): boolean {
+    return this.#clipboardOn && this.#guestCaps !== undefined &&
+      hasCapability(this.#guestCaps, Capability.CLIPBOARD_BY_DEMAND) &&
+      hasCapability(this.#hostCaps, Capability.CLIPBOARD_BY_DEMAND);
+  }
+
+  #send(payload: MessagePayload): void {
+    this.#outbox.send(encodeMessage(payload, this.#layout));
+  }
+
+  #diagnose(diagnostic: SessionDiagnostic): void {
+    this.#options.onDiagnostic?.(diagnostic);
+  }
+
+  #receiveAll(messages: readonly AgentMessage[]): void {
+    for (const message of messages) this.#receive(message);
+  }
+
+  #receive(message: AgentMessage): void {
+    const payload = decodeMessage(message, this.#layout);
+    switch (payload.kind) {
+      case "announce_capabilities":
+        return this.#onCaps(payload.caps, payload.request);
+      case "clipboard_grab":
+      case "clipboard_request":
+      case "clipboard":
+      case "clipboard_release":
+        if (!this.#clipboardNegotiated()) {
+          return this.#diagnose({
+            code: "CLIPBOARD_DISABLED",
+            message: `Ignored ${payload.kind}: the clipboard is not negotiated`,
+            payload,
+          });
+        }
+        if (payload.selection > 2) {
+          return this.#diagnose({
+            code: "BAD_SELECTION",
+            message: `Ignored ${payload.kind} for selection ${payload.selection}`,
+            selection: payload.selection,
+            payload,
+          });
+        }
+        if (payload.kind === "clipboard_grab") {
+          return this.#onGuestGrab(payload.selection, payload.types, payload.serial);
+        }
+        if (payload.kind === "clipboard_request") {
+          return this.#onGuestRequest(payload.selection, payload.type);
+        }
+        if (payload.kind === "clipboard") {
+          return this.#onGuestData(payload.selection, payload.type, payload.data, payload);
+        }
+        return this.#onGuestRelease(payload.selection);
+      case "max_clipboard":
+        this.#guestMax = payload.max < 0 ? undefined : payload.max;
+        break;
+      case "invalid":
+        if (
+          payload.type === MessageType.CLIPBOARD_RELEASE && payload.data.length === 1 &&
+          payload.data[0]! < 3 && this.#clipboardNegotiated()
+        ) {
+          this.#diagnose({
+            code: "LEGACY_RELEASE",
+            message: "Accepted the Linux agent's 1-byte CLIPBOARD_RELEASE",
+            selection: payload.data[0]!,
+            payload,
+          });
+          return this.#onGuestRelease(payload.data[0]!);
+        }
+        this.#diagnose({
+          code: "INVALID_PAYLOAD",
+          message: `Ignored invalid message: ${payload.reason}`,
+          payload,
+        });
+        break;
+    }
+    this.#options.onMessage?.(payload, message);
+  }
+
+  #onCaps(caps: readonly number[], request: boolean): void {
+    this.#guestCaps = [...caps];
+    this.#layout = this.#layoutFor(caps);
+    if (request) {
+      this.#send({ kind: "announce_capabilities", request: false, caps: this.#hostCaps });
+    }
+    this.#lastSerial = [0, 0, 0];
+    // The guest (re)started: what it offered and asked for is gone.
+    this.#requests.failAll((s) =>
+      new ClipboardError("PEER_RESET", "Cannot paste: the guest restarted", s)
+    );
+    for (let s = 0; s < 3; s++) {
+      this.#guestRequests[s] = [];
+      if (this.#offers[s] !== undefined) {
+        this.#offers[s] = undefined;
+        this.#handler.onGuestRelease?.(s);
+      }
+    }
+    this.#options.onGuestCaps?.(this.#guestCaps);
+    if (this.#maxClipboard !== undefined && hasCapability(caps, Capability.MAX_CLIPBOARD)) {
+      this.#send({ kind: "max_clipboard", max: this.#maxClipboard });
+    }
+    this.#flushMouse();
+    for (let s = 0; s < 3; s++) {
+      if (this.#owned[s] === undefined || (this.#ownedSent[s] && !request)) continue;
+      if (this.#clipboardNegotiated() && (s === 0 || this.#layout.selection)) {
+        this.#sendGrab(s);
+      } else {
+        this.#owned[s] = undefined;
+      }
+    }
+  }
+
+  #sendGrab(selection: number): void {
+    const types = this.#owned[selection]!;
+    if (this.#layout.grabSerial) {
+      const serial = this.#lastSerial[selection]!;
+      this.#lastSerial[selection] = nextSerial(serial);
+      this.#send({ kind: "clipboard_grab", selection, serial, types });
+    } else {
+      this.#send({ kind: "clipboard_grab", selection, types });
+    }
+    this.#ownedSent[selection] = true;
+  }
+
+  #flushMouse(): void {
+    const mouse = this.#mouse;
+    if (mouse === undefined || this.#mouseSent || this.#guestCaps === undefined) return;
+    if (!hasCapability(this.#guestCaps, Capability.MOUSE_STATE)) return;
+    this.#mouseSent = true;
+    this.#send({ kind: "mouse_state", ...mouse });
+  }
+
+  #onGuestGrab(selection: number, types: readonly number[], serial: number | undefined): void {
+    if (serial !== undefined) {
+      const last = this.#lastSerial[selection]!;
+      if (serialBefore(serial, last)) {
+        return this.#diagnose({
+          code: "GRAB_DISCARDED",
+          message:
+            `Discarded the guest's grab of selection ${selection}: serial ${serial} is older than ${last}`,
+          selection,
+        });
+      }
+      this.#lastSerial[selection] = serial;
+    }
+    this.#owned[selection] = undefined;
+    this.#ownedSent[selection] = false;
+    this.#guestRequests[selection] = [];
+    this.#offers[selection] = serial === undefined ? { types } : { serial, types };
+    this.#handler.onGuestGrab?.(selection, types);
+  }
+
+  #onGuestRelease(selection: number): void {
+    this.#requests.failAll(
+      (s) => new ClipboardError("RELEASED", "Cannot paste: the guest released the selection", s),
+      selection,
+    );
+    if (this.#offers[selection] === undefined) return;
+    this.#offers[selection] = undefined;
+    this.#handler.onGuestRelease?.(selection);
+  }
+
+  #onGuestData(selection: number, type: number, data: Uint8Array, payload: MessagePayload): void {
+    if (this.#maxClipboard !== undefined && data.length > this.#maxClipboard) {
+      const error = new ClipboardError(
+        "TOO_LARGE",
+        `Cannot paste: the guest sent ${data.length} bytes, over the limit of ${this.#maxClipboard}`,
+        selection,
+      );
+      this.#diagnose({ code: "TOO_LARGE", message: error.message, selection, error });
+      if (this.#requests.fail(selection, type, error)) return;
+    } else if (this.#requests.answer(selection, type, data)) {
+      return;
+    }
+    this.#diagnose({
+      code: "UNSOLICITED_DATA",
+      message:
+        `Ignored clipboard data of type ${type} for selection ${selection}: no request waits for it`,
+      selection,
+      payload,
+    });
+  }
+
+  #onGuestRequest(selection: number, type: number): void {
+    const owned = this.#owned[selection];
+    if (owned === undefined || !owned.includes(type) || this.#handler.provide === undefined) {
+      return this.#releaseHost(selection);
+    }
+    const request: GuestRequest = { type };
+    this.#guestRequests[selection]!.push(request);
+    callProvider(this.#handler.provide, selection, type, this.#outbox, (data, error) => {
+      const queue = this.#guestRequests[selection]!;
+      const at = queue.indexOf(request);
+      if (this.#closed || at < 0) return;
+      queue.splice(at, 1);
+      if (error !== undefined) {
+        this.#diagnose({
+          code: "PROVIDER_FAILED",
+          message:
+            `The clipboard provider failed for selection ${selection}; the guest gets a release`,
+          selection,
+          error,
+        });
+        return this.#releaseHost(selection);
+      }
+      if (data === undefined || data.length === 0) return this.#releaseHost(selection);
+      if (this.#guestMax !== undefined && data.length > this.#guestMax) {
+        const refused = new ClipboardError(
+          "TOO_LARGE",
+          `Cannot send ${data.length} bytes: the guest accepts at most ${this.#guestMax}`,
+          selection,
+        );
+        this.#diagnose({ code: "TOO_LARGE", message: refused.message, selection, error: refused });
+        return this.#releaseHost(selection);
+      }
+      this.#send({ kind: "clipboard", selection, type, data });
+    });
+  }
+
+  /** Releases a host-owned selection, failing the guest's pending pastes of it fast. */
+  #releaseHost(selection: number): void {
+    this.#owned[selection] = undefined;
+    this.#ownedSent[selection] = false;
+    this.#guestRequests[selection] = [];
+    this.#send({ kind: "clipboard_release", selection });
+  }
+
+  #close(reason?: unknown): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const options = reason === undefined ? undefined : { cause: reason };
+    this.#requests.failAll((s) =>
+      new ClipboardError("CLOSED", "Cannot paste: the session ended", s, options)
+    );
+    this.#guestRequests = [[], [], []];
+  }
+}
