@@ -48,6 +48,7 @@ export class PipelineRunner {
   #wakeOut: (() => void) | undefined;
   #wakeIn: (() => void) | undefined;
   #failure: { error: unknown } | undefined;
+  #reject: ((error: unknown) => void) | undefined;
 
   constructor(session: SessionInternals, transport: Transport, options: PipelineOptions) {
     const maxMessageSize = checkLimit(
@@ -85,10 +86,11 @@ export class PipelineRunner {
     } else {
       signal?.addEventListener("abort", onAbort, { once: true });
     }
-    this.done = Promise.all([this.#pumpIn(), this.#pumpOut()]).then(() => {
-      signal?.removeEventListener("abort", onAbort);
+    // A failure settles `done` at once: a write in flight may never return.
+    const failed = new Promise<never>((_, reject) => this.#reject = reject);
+    this.done = Promise.race([Promise.all([this.#pumpIn(), this.#pumpOut()]), failed]).then(() => {
       if (this.#failure) throw this.#failure.error;
-    });
+    }).finally(() => signal?.removeEventListener("abort", onAbort));
     // The caller may never look at `done`; failures reach it through `done`
     // only, never as unhandled rejections.
     this.done.catch(() => {});
@@ -213,6 +215,7 @@ export class PipelineRunner {
     if (this.#failure !== undefined || this.#stopped) return;
     this.#failure = { error };
     this.#stopped = true;
+    this.#reject?.(error);
     this.#reader.cancel(error).catch(() => {});
     this.#writer.abort(error).catch(() => {});
     this.#session.close(error);

@@ -1,0 +1,62 @@
+// Drives a session synchronously, as a scripted peer would, through the
+// internals the pipelines use.
+import {
+  type AgentMessage,
+  decodeMessage,
+  encodeMessage,
+  type GuestSession,
+  type HostSession,
+  type MessagePayload,
+  type PayloadOptions,
+} from "../mod.ts";
+import { sessionInternals } from "../src/session/_internals.ts";
+
+/** Both clipboard caps negotiated, as between QEMU and the Linux agent. */
+export const BOTH: PayloadOptions = { selection: true, grabSerial: true };
+
+export interface Driver {
+  /** Messages the session sent, as payloads decoded with `layout`, since the last call. */
+  take(layout?: PayloadOptions): MessagePayload[];
+  /** The raw messages the session sent since the last `take`/`raw`. */
+  raw(): AgentMessage[];
+  /** Delivers payloads from the peer, encoded with `layout`, as one batch. */
+  send(layout: PayloadOptions, ...payloads: MessagePayload[]): void;
+  /** Delivers raw messages from the peer. */
+  sendRaw(...messages: AgentMessage[]): void;
+  /** Ends the session. */
+  close(reason?: unknown): void;
+}
+
+/** Attaches a scripted peer to `session`. */
+export function drive(session: HostSession | GuestSession): Driver {
+  const internals = sessionInternals.get(session)!;
+  let out: AgentMessage[] = [];
+  internals.attach((batch) => out.push(...batch));
+  const raw = () => {
+    internals.run(() => {}); // deliver anything still waiting for its microtask
+    const taken = out;
+    out = [];
+    return taken;
+  };
+  return {
+    take: (layout = BOTH) => raw().map((m) => decodeMessage(m, layout)),
+    raw,
+    send: (layout, ...payloads) =>
+      internals.run(() => {
+        for (const p of payloads) internals.receive(encodeMessage(p, layout));
+      }),
+    sendRaw: (...messages) => internals.run(() => messages.forEach((m) => internals.receive(m))),
+    close: (reason) => internals.close(reason),
+  };
+}
+
+/** The Linux agent's caps word. */
+export const LINUX_CAPS = [0x00038de7];
+/** The Windows agent 0.9.0's caps word: no SELECTION, no GRAB_SERIAL. */
+export const WINDOWS_CAPS = [0x6b7];
+
+/** Lets promise callbacks run. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  await new Promise((r) => setTimeout(r, 0));
+}

@@ -1,0 +1,285 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  ClipboardError,
+  ClipboardType,
+  createGuestPipeline,
+  createHostPipeline,
+  type GuestPipelineOptions,
+  type HostPipelineOptions,
+  Selection,
+  type TransferProgress,
+  type Transport,
+  VdagentProtocolError,
+} from "../mod.ts";
+import { chunk, message, prng, randInt } from "./_helpers.ts";
+
+const TEXT = ClipboardType.UTF8_TEXT;
+const PNG = ClipboardType.IMAGE_PNG;
+const bytes = (s: string) => new TextEncoder().encode(s);
+const PNG_BYTES = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);
+
+/** A one-way byte pipe that cuts what passes into pieces of random sizes. */
+function fragmentingPipe(rand: () => number, max: number): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream({
+    transform(bytes, controller) {
+      for (let at = 0; at < bytes.length;) {
+        const n = randInt(rand, 1, max);
+        controller.enqueue(bytes.slice(at, at + n));
+        at += n;
+      }
+    },
+  });
+}
+
+/** A host pipeline and a guest pipeline joined by two fragmenting pipes. */
+function backToBack(
+  seed: number,
+  host: HostPipelineOptions,
+  guest: GuestPipelineOptions,
+  max = 300,
+) {
+  const rand = prng(seed);
+  const toGuest = fragmentingPipe(rand, max);
+  const toHost = fragmentingPipe(rand, max);
+  return {
+    host: createHostPipeline({ readable: toHost.readable, writable: toGuest.writable }, host),
+    guest: createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable }, guest),
+  };
+}
+
+/** Resolves when `check` holds, polling the event loop. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`Timed out waiting for ${what}`);
+}
+
+test("createHostPipeline and createGuestPipeline exchange text, PNG, PRIMARY and mouse over fragmenting pipes", async () => {
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const guestClipboard = new Map<string, Uint8Array>();
+    const hostClipboard = new Map<string, Uint8Array>();
+    const guestOffers: [number, readonly number[]][] = [];
+    const hostOffers: [number, readonly number[]][] = [];
+    const moves: unknown[] = [];
+    const { host, guest } = backToBack(seed, {
+      clipboard: {
+        onGuestGrab: (s, t) => guestOffers.push([s, t]),
+        provide: (s, t) => hostClipboard.get(`${s}/${t}`),
+      },
+    }, {
+      onMouse: (m) => moves.push(m),
+      clipboard: {
+        onHostGrab: (s, t) => hostOffers.push([s, t]),
+        provide: (s, t) => guestClipboard.get(`${s}/${t}`),
+      },
+    });
+    // Guest → host: text, PNG, PRIMARY.
+    guestClipboard.set("0/1", bytes("héllo from the guest ✓"));
+    guestClipboard.set("0/2", PNG_BYTES);
+    guest.session.grab(Selection.CLIPBOARD, [TEXT, PNG]);
+    await until(() => guestOffers.length === 1, "the guest's grab");
+    assert.deepEqual(await host.session.request(0, TEXT), bytes("héllo from the guest ✓"));
+    assert.deepEqual(await host.session.request(0, PNG), PNG_BYTES);
+    guestClipboard.set("1/1", bytes("primary from the guest"));
+    guest.session.grab(Selection.PRIMARY, [TEXT]);
+    await until(() => guestOffers.length === 2, "the guest's PRIMARY grab");
+    assert.deepEqual(guestOffers, [[0, [TEXT, PNG]], [1, [TEXT]]]);
+    assert.deepEqual(await host.session.request(1, TEXT), bytes("primary from the guest"));
+    // Host → guest: text, PNG, PRIMARY.
+    hostClipboard.set("0/1", bytes("from the host"));
+    hostClipboard.set("0/2", PNG_BYTES);
+    hostClipboard.set("1/1", bytes("host primary"));
+    host.session.grab(Selection.CLIPBOARD, [TEXT, PNG]);
+    host.session.grab(Selection.PRIMARY, [TEXT]);
+    await until(() => hostOffers.length === 2, "the host's grabs");
+    assert.deepEqual(hostOffers, [[0, [TEXT, PNG]], [1, [TEXT]]]);
+    assert.deepEqual(await guest.session.request(0, TEXT), bytes("from the host"));
+    assert.deepEqual(await guest.session.request(0, PNG), PNG_BYTES);
+    assert.deepEqual(await guest.session.request(1, TEXT), bytes("host primary"));
+    // Mouse states arrive in order.
+    const states = [
+      { x: 10, y: 20, buttons: 0, display: 0 },
+      { x: 11, y: 21, buttons: 2, display: 0 },
+      { x: 640, y: 480, buttons: 0, display: 1 },
+    ];
+    for (const s of states) host.session.mouse(s);
+    await until(() => moves.length === 3, "the mouse states");
+    assert.deepEqual(moves, states);
+    await host.close();
+    await guest.done;
+    await host.done;
+  }
+});
+
+test("createHostPipeline and createGuestPipeline paste 100 MiB both ways, with progress", async () => {
+  const big = new Uint8Array(100 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4096) big[i] = i >>> 12;
+  const progress: TransferProgress[] = [];
+  const guestProgress: TransferProgress[] = [];
+  const maxMessageSize = 128 << 20; // over the default of 64 MiB
+  const { host, guest } = backToBack(9, {
+    maxMessageSize,
+    onProgress: (p) => progress.push(p),
+    clipboard: { provide: () => big },
+  }, {
+    maxMessageSize,
+    onProgress: (p) => guestProgress.push(p),
+    clipboard: { provide: () => big },
+  }, 70_000);
+  const hostGrabbed = new Promise<void>((resolve) => {
+    const check = () => guest.session.hostOffer(0) ? resolve() : setTimeout(check, 1);
+    check();
+  });
+  guest.session.grab(0, [TEXT]);
+  await until(() => host.session.guestOffer(0) !== undefined, "the guest's grab");
+  const fromGuest = await host.session.request(0, TEXT, { timeout: 0 });
+  assert.equal(fromGuest.length, big.length);
+  assert.ok(fromGuest.every((b, i) => b === big[i]));
+  host.session.grab(0, [TEXT]);
+  await hostGrabbed;
+  const fromHost = await guest.session.request(0, TEXT, { timeout: 0 });
+  assert.equal(fromHost.length, big.length);
+  assert.ok(fromHost.every((b, i) => b === big[i]));
+  await host.close();
+  await guest.done;
+  const total = big.length + 8; // selection prefix and type
+  for (
+    const [side, events, direction] of [["host", progress, "in"], [
+      "guest",
+      guestProgress,
+      "out",
+    ]] as const
+  ) {
+    const these = events.filter((p) => p.direction === direction);
+    assert.ok(these.length > 100, `${side} reported ${direction} progress ${these.length} times`);
+    assert.ok(these.every((p) => p.total === total && p.type === 4));
+    assert.ok(
+      these.every((p, i) => i === 0 || p.done > these[i - 1]!.done),
+      `${side} ${direction} progress only grows`,
+    );
+    assert.equal(these.at(-1)!.done, total);
+  }
+  assert.equal(progress.filter((p) => p.direction === "out").at(-1)?.done, total);
+  assert.equal(guestProgress.filter((p) => p.direction === "in").at(-1)?.done, total);
+});
+
+/** A transport fed from a list of reads, whose written bytes are collected. */
+function scripted(reads: Uint8Array[]): Transport & { written: Uint8Array[] } {
+  const written: Uint8Array[] = [];
+  return {
+    written,
+    readable: ReadableStream.from(reads),
+    writable: new WritableStream({ write: (b) => void written.push(b.slice()) }),
+  };
+}
+
+test("createHostPipeline ends with the VdagentProtocolError of a framing error, and fails pending requests", async () => {
+  const caps = chunk(1, message(6, new Uint8Array([1, 0, 0, 0, 0xe7, 0x8d, 3, 0])));
+  const grab = chunk(1, message(7, new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0])));
+  const source = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = source.writable.getWriter();
+  const relay = createHostPipeline({ readable: source.readable, writable: new WritableStream() });
+  await writer.write(caps);
+  await writer.write(grab);
+  await until(() => relay.session.guestOffer(0) !== undefined, "the grab");
+  const pending = relay.session.request(0, TEXT);
+  await writer.write(new Uint8Array([3, 0, 0, 0, 1, 0, 0, 0]));
+  await assert.rejects(
+    relay.done,
+    (e) => e instanceof VdagentProtocolError && e.code === "UNKNOWN_PORT" && e.offset === 76,
+  );
+  await assert.rejects(pending, (e) => e instanceof ClipboardError && e.code === "CLOSED");
+});
+
+test("createHostPipeline ends with TRUNCATED when the guest stops inside a message", async () => {
+  const relay = createHostPipeline(
+    scripted([chunk(1, message(4, new Uint8Array(10))).subarray(0, 20)]),
+  );
+  await assert.rejects(
+    relay.done,
+    (e) => e instanceof VdagentProtocolError && e.code === "TRUNCATED",
+  );
+});
+
+test("createHostPipeline resolves done when the guest closes cleanly, after writing what it queued", async () => {
+  const transport = scripted([chunk(1, message(6, new Uint8Array([1, 0, 0, 0, 1, 0, 0, 0])))]);
+  const relay = createHostPipeline(transport);
+  await relay.done;
+  // Its announcement and its answer to the guest's request=1.
+  assert.deepEqual(transport.written.map((w) => w.length), [36, 36]);
+});
+
+test("createHostPipeline passes a transport error on through done", async () => {
+  const boom = new Error("socket reset");
+  const relay = createHostPipeline({
+    readable: new ReadableStream({ pull: (c) => c.error(boom) }),
+    writable: new WritableStream(),
+  });
+  await assert.rejects(relay.done, (e) => e === boom);
+  const writeFails = createHostPipeline({
+    readable: new ReadableStream(),
+    writable: new WritableStream({ write: () => Promise.reject(boom) }),
+  });
+  await assert.rejects(writeFails.done, (e) => e === boom);
+});
+
+test("createHostPipeline tears down on abort without unhandled rejections", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: PromiseRejectionEvent) => {
+    unhandled.push(e.reason);
+    e.preventDefault();
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  try {
+    const controller = new AbortController();
+    let cancelled: unknown;
+    let aborted: unknown;
+    const relay = createHostPipeline({
+      readable: new ReadableStream({ cancel: (r) => void (cancelled = r) }),
+      writable: new WritableStream({ abort: (r) => void (aborted = r) }),
+    }, { signal: controller.signal });
+    const reason = new Error("shutting down");
+    controller.abort(reason);
+    await assert.rejects(relay.done, (e) => e === reason);
+    assert.equal(cancelled, reason);
+    assert.equal(aborted, reason);
+    // An already aborted signal works too.
+    const late = createHostPipeline(scripted([]), { signal: AbortSignal.abort(reason) });
+    await assert.rejects(late.done, (e) => e === reason);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+});
+
+test("createHostPipeline stops reading the guest while its output is stalled", async () => {
+  // The guest asks for a 4 MiB paste again and again; the transport accepts
+  // nothing. The relay must stop taking the guest's bytes.
+  const caps = chunk(1, message(6, new Uint8Array([1, 0, 0, 0, 0xe7, 0x8d, 3, 0])));
+  const ask = chunk(1, message(8, new Uint8Array([0, 0, 0, 0, 1, 0, 0, 0])));
+  let pulled = 0;
+  const readable = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulled++;
+      controller.enqueue(pulled === 1 ? caps : ask);
+    },
+  }, { highWaterMark: 0 });
+  const writable = new WritableStream<Uint8Array>({ write: () => new Promise(() => {}) });
+  const controller = new AbortController();
+  const relay = createHostPipeline({ readable, writable }, {
+    clipboard: { provide: () => new Uint8Array(4 << 20) },
+    signal: controller.signal,
+  });
+  relay.session.grab(0, [TEXT]);
+  await new Promise((r) => setTimeout(r, 50));
+  const stalledAt = pulled;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(pulled, stalledAt, "no more reads while stalled");
+  assert.ok(stalledAt <= 4, `read ${stalledAt} times before stopping`);
+  controller.abort();
+  await assert.rejects(relay.done);
+});
