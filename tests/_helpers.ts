@@ -96,12 +96,19 @@ export function randomCut(rand: () => number, bytes: Uint8Array, max: number): U
   return out;
 }
 
+/** Everything a stream yields (`Array.fromAsync`, which Node 20 lacks). */
+export async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of stream) out.push(item);
+  return out;
+}
+
 /** Pipes `inputs` through `stream` and returns everything it emitted. */
 export async function through<I, O>(
   inputs: Iterable<I>,
   stream: TransformStream<I, O>,
 ): Promise<O[]> {
-  return await Array.fromAsync(ReadableStream.from(inputs).pipeThrough(stream));
+  return await collect(ReadableStream.from(inputs).pipeThrough(stream));
 }
 
 /** Reads a fixture of the project. */

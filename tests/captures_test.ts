@@ -10,7 +10,7 @@ import {
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { MessageReader } from "../src/wire/_message_reader.ts";
-import { cut, fixture, fixtureJson, sameMessages } from "./_helpers.ts";
+import { collect, cut, fixture, fixtureJson, sameMessages } from "./_helpers.ts";
 
 const DIR = "linux-agent-0.22.1";
 const LAYOUT = { selection: true, grabSerial: true };
@@ -85,7 +85,7 @@ test("ChunkDeframer and MessageAssembler replay the guest capture with its real 
   const sizes = await readSizes("g2h");
   assert.equal(sizes.reduce((a, b) => a + b, 0), wire.length);
   const reads = cut(wire, sizes);
-  const batches = await Array.fromAsync(
+  const batches = await collect(
     ReadableStream.from(reads).pipeThrough(new ChunkDeframer()).pipeThrough(new MessageAssembler()),
   );
   const payloads = decodeAll(batches.flat());
@@ -98,11 +98,11 @@ test("ChunkDeframer and MessageAssembler replay the host capture, a message in t
   const wire = await fixture(`${DIR}/host-to-guest.bin`);
   const sizes = await readSizes("h2g");
   assert.equal(sizes.reduce((a, b) => a + b, 0) + 5052, wire.length);
-  const chunks = (await Array.fromAsync(
+  const chunks = (await collect(
     ReadableStream.from([wire]).pipeThrough(new ChunkDeframer()),
   )).flat();
   assert.deepEqual(chunks.slice(-3).map((c) => c.data.length), [2048, 2048, 932]);
-  const messages = (await Array.fromAsync(
+  const messages = (await collect(
     ReadableStream.from([chunks]).pipeThrough(new MessageAssembler()),
   )).flat();
   assert.deepEqual(decodeAll(messages), expectedHostToGuest);
@@ -129,7 +129,7 @@ test("MessageReader splits the captures at every offset and byte by byte", async
 test("ChunkDeframer and MessageAssembler split the host capture at every offset", async () => {
   const wire = await fixture(`${DIR}/host-to-guest.bin`);
   for (let at = 0; at <= wire.length; at++) {
-    const batches = await Array.fromAsync(
+    const batches = await collect(
       ReadableStream.from([wire.subarray(0, at), wire.subarray(at)])
         .pipeThrough(new ChunkDeframer()).pipeThrough(new MessageAssembler()),
     );

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ChunkDeframer, MessageAssembler, VdagentProtocolError, type VdiChunk } from "../mod.ts";
-import { chunk, concat, framed, through } from "./_helpers.ts";
+import { chunk, collect, concat, framed, through } from "./_helpers.ts";
 
 function isCode(code: string, offset?: number) {
   return (e: unknown): boolean => {
@@ -89,7 +89,7 @@ test("ChunkDeframer and MessageAssembler keep reassembled messages intact when t
         controller.enqueue(scratch.subarray(0, n));
       },
     }, { highWaterMark: 0 });
-    const messages = (await Array.fromAsync(
+    const messages = (await collect(
       source.pipeThrough(new ChunkDeframer({ copy })).pipeThrough(new MessageAssembler({ copy })),
     )).flat();
     scratch.fill(0xee);

@@ -10,7 +10,7 @@ import {
   type SessionDiagnostic,
 } from "../mod.ts";
 import { BOTH, drive, LINUX_CAPS, settle, WINDOWS_CAPS } from "./_session.ts";
-import { cut, fixture, fixtureJson, u32s } from "./_helpers.ts";
+import { collect, cut, fixture, fixtureJson, u32s } from "./_helpers.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
 const PNG = ClipboardType.IMAGE_PNG;
@@ -464,7 +464,7 @@ test("HostSession makes the host capture's decisions when replaying the guest ca
   const h2g = await fixture("linux-agent-0.22.1/host-to-guest.bin");
   const log = await fixtureJson<{ dir?: string; bytes?: number }[]>("linux-agent-0.22.1/log.json");
   const reads = cut(g2h, log.filter((e) => e.dir === "g2h").map((e) => e.bytes!));
-  const messages = (await Array.fromAsync(
+  const messages = (await collect(
     ReadableStream.from(reads).pipeThrough(new ChunkDeframer()).pipeThrough(new MessageAssembler()),
   )).flat();
   const host = new HostSession({
@@ -480,7 +480,7 @@ test("HostSession makes the host capture's decisions when replaying the guest ca
     d.sendRaw(message);
     out.push(...d.raw());
   }
-  const [wire] = await Array.fromAsync(
+  const [wire] = await collect(
     ReadableStream.from([out]).pipeThrough(new MessageFramer()),
   ) as [Uint8Array];
   // Ours also answers the guest's request=1 with request=0 (36 bytes), which

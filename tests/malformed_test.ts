@@ -12,7 +12,7 @@ import {
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { MessageReader } from "../src/wire/_message_reader.ts";
-import { chunk, concat, message, u32s } from "./_helpers.ts";
+import { chunk, collect, concat, message, u32s } from "./_helpers.ts";
 
 interface FramingCase {
   name: string;
@@ -281,7 +281,7 @@ test("MessageAssembler delivers a message with a bad payload, and the stream goe
     chunk(1, message(8, new Uint8Array(3))),
     chunk(1, message(8, u32s(0, 1))),
   );
-  const messages = (await Array.fromAsync(
+  const messages = (await collect(
     ReadableStream.from([wire]).pipeThrough(new ChunkDeframer()).pipeThrough(
       new MessageAssembler(),
     ),

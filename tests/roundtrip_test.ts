@@ -10,7 +10,7 @@ import {
   MessageFramer,
   type MessagePayload,
 } from "../mod.ts";
-import { prng, randInt, randomCut } from "./_helpers.ts";
+import { collect, prng, randInt, randomCut } from "./_helpers.ts";
 import { KINDS, LAYOUTS, randomPayload } from "./_payloads.ts";
 
 test("decodeMessage inverts encodeMessage through the framer, deframer and assembler", async () => {
@@ -23,9 +23,9 @@ test("decodeMessage inverts encodeMessage through the framer, deframer and assem
       }
       const messages = payloads.map((p) => encodeMessage(p, layout));
       const framer = new MessageFramer({ maxChunkSize: randInt(rand, 20, 2048) });
-      const wire = (await Array.fromAsync(ReadableStream.from([messages]).pipeThrough(framer)))[0]!;
+      const wire = (await collect(ReadableStream.from([messages]).pipeThrough(framer)))[0]!;
       const reads = randomCut(rand, wire, randInt(rand, 1, 9000));
-      const out = (await Array.fromAsync(
+      const out = (await collect(
         ReadableStream.from(reads).pipeThrough(new ChunkDeframer()).pipeThrough(
           new MessageAssembler(),
         ),
