@@ -1,12 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  ChunkDeframer,
   ClipboardError,
   ClipboardType,
   createGuestPipeline,
   createHostPipeline,
   type GuestPipelineOptions,
   type HostPipelineOptions,
+  HostSession,
+  MessageAssembler,
+  MessageFramer,
   Selection,
   type TransferProgress,
   type Transport,
@@ -282,4 +286,26 @@ test("createHostPipeline stops reading the guest while its output is stalled", a
   assert.ok(stalledAt <= 4, `read ${stalledAt} times before stopping`);
   controller.abort();
   await assert.rejects(relay.done);
+});
+
+test("ChunkDeframer, MessageAssembler, HostSession and MessageFramer compose into a relay in one line", async () => {
+  const rand = prng(11);
+  const toGuest = fragmentingPipe(rand, 50);
+  const toHost = fragmentingPipe(rand, 50);
+  const transport = { readable: toHost.readable, writable: toGuest.writable };
+  let offered = false;
+  const session = new HostSession({ clipboard: { onGuestGrab: () => offered = true } });
+  const relay = transport.readable.pipeThrough(new ChunkDeframer()).pipeThrough(
+    new MessageAssembler(),
+  )
+    .pipeThrough(session).pipeThrough(new MessageFramer()).pipeTo(transport.writable);
+  const guest = createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable }, {
+    clipboard: { provide: () => bytes("composed") },
+  });
+  guest.session.grab(1, [TEXT]);
+  await until(() => offered, "the guest's grab");
+  assert.deepEqual(await session.request(1, TEXT), bytes("composed"));
+  // The guest closes its side; the relay's chain ends and closes the other.
+  await guest.close();
+  await relay;
 });

@@ -44,6 +44,7 @@ export class PipelineRunner {
   readonly #out: OutEntry[] = [];
   #outBytes = 0;
   #inputDone = false;
+  #closing = false;
   #stopped = false;
   #wakeOut: (() => void) | undefined;
   #wakeIn: (() => void) | undefined;
@@ -96,11 +97,13 @@ export class PipelineRunner {
     this.done.catch(() => {});
   }
 
-  /** Stops reading, lets what is queued be written, then closes the transport. */
+  /**
+   * Ends the session, writes what is queued, closes the transport's writable
+   * side, then reads until the peer closes its side.
+   */
   async close(): Promise<void> {
-    if (!this.#stopped && !this.#inputDone) {
-      this.#inputDone = true;
-      this.#reader.cancel().catch(() => {});
+    if (!this.#stopped && !this.#closing) {
+      this.#closing = true;
       this.#session.close();
       this.#wakeOut?.();
     }
@@ -170,7 +173,7 @@ export class PipelineRunner {
         const entry = this.#out[0];
         if (this.#stopped) return;
         if (entry === undefined) {
-          if (this.#inputDone) break;
+          if (this.#inputDone || this.#closing) break;
           await new Promise<void>((resolve) => this.#wakeOut = resolve);
           this.#wakeOut = undefined;
           continue;

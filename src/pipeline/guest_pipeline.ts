@@ -15,7 +15,7 @@ export interface GuestPipeline {
   session: GuestSession;
   /** Settles when the pipeline ends, as `HostPipeline.done`. */
   done: Promise<void>;
-  /** Stops reading, writes what is queued, closes the transport's writable side. */
+  /** Ends the session, writes what is queued, closes the transport's writable side, and reads until the peer closes its side. */
   close(): Promise<void>;
 }
 

@@ -19,7 +19,7 @@ export interface HostPipeline {
    * (a `VdagentProtocolError`, a transport error, or the abort reason).
    */
   done: Promise<void>;
-  /** Stops reading, writes what is queued, closes the transport's writable side. */
+  /** Ends the session, writes what is queued, closes the transport's writable side, and reads until the peer closes its side. */
   close(): Promise<void>;
 }
 

@@ -320,6 +320,7 @@ export class GuestSession
   }
 
   #receive(message: AgentMessage): void {
+    if (this.#closed) return;
     const payload = decodeMessage(message, this.#layout);
     switch (payload.kind) {
       case "announce_capabilities":

@@ -365,6 +365,7 @@ export class HostSession
   }
 
   #receive(message: AgentMessage): void {
+    if (this.#closed) return;
     const payload = decodeMessage(message, this.#layout);
     switch (payload.kind) {
       case "announce_capabilities":
