@@ -159,7 +159,9 @@ export class PipelineRunner {
         this.#session.run(() => this.#chunks.push(value));
       }
     } catch (error) {
-      this.#fail(error);
+      // Once we closed, a transport may fail its pending read (a Deno socket
+      // closes both ways): that is the end we asked for.
+      if (!this.#closing) this.#fail(error);
     } finally {
       this.#inputDone = true;
       this.#session.close(this.#failure?.error);
