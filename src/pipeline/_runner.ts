@@ -1,8 +1,10 @@
 // This module is browser compatible.
 
+import { CheckpointError } from "../checkpoint/checkpoint_error.ts";
 import type { SessionInternals } from "../session/_internals.ts";
 import { ChunkReader } from "../wire/_chunk_reader.ts";
 import { framedSize, writeFrames } from "../wire/_frame_writer.ts";
+import { inboundBytes } from "../wire/_inbound_state.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
 import { MessageReader } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
@@ -26,6 +28,23 @@ interface OutEntry {
   progress?: { port: number; type: number; total: number };
 }
 
+/** What a runner needs besides the pipeline's options. */
+export interface RunnerOptions extends PipelineOptions {
+  /** Bytes to feed the decoder before anything the transport delivers. */
+  initialInput?: Uint8Array | undefined;
+  /** Bytes to write before anything the session sends. */
+  initialOutput?: Uint8Array | undefined;
+  /** Called after each input read and each batch the session sends. */
+  onChange?: (() => void) | undefined;
+}
+
+/** The bytes in flight at a hand-off, and what the caller captured with them. */
+export interface HandOff<T> {
+  captured: T;
+  inbound: Uint8Array;
+  outbound: Uint8Array;
+}
+
 /**
  * Runs a session over a byte transport: one loop reads the transport and
  * drives the decoding cores and the session synchronously, another frames
@@ -41,17 +60,22 @@ export class PipelineRunner {
   readonly #messages: MessageReader;
   readonly #chunkSize: number;
   readonly #onProgress: ((progress: TransferProgress) => void) | undefined;
+  readonly #onChange: (() => void) | undefined;
   readonly #out: OutEntry[] = [];
+  readonly #pumps: Promise<void>;
+  #pumpInDone: Promise<void> = Promise.resolve();
   #outBytes = 0;
   #inputDone = false;
   #closing = false;
   #stopped = false;
+  /** Set at a hand-off: whether the bytes in flight are kept (lossless) or drained. */
+  #handOff: { lossless: boolean } | undefined;
   #wakeOut: (() => void) | undefined;
   #wakeIn: (() => void) | undefined;
   #failure: { error: unknown } | undefined;
   #reject: ((error: unknown) => void) | undefined;
 
-  constructor(session: SessionInternals, transport: Transport, options: PipelineOptions) {
+  constructor(session: SessionInternals, transport: Transport, options: RunnerOptions) {
     const maxMessageSize = checkLimit(
       "pipeline",
       "maxMessageSize",
@@ -69,6 +93,7 @@ export class PipelineRunner {
       );
     }
     this.#onProgress = options.onProgress;
+    this.#onChange = options.onChange;
     this.#session = session;
     this.#messages = new MessageReader(
       (port, type, opaque, data) => session.receive({ port, type, opaque, data }),
@@ -79,6 +104,9 @@ export class PipelineRunner {
     });
     this.#reader = transport.readable.getReader();
     this.#writer = transport.writable.getWriter();
+    if (options.initialOutput !== undefined && options.initialOutput.length > 0) {
+      this.#queue({ bytes: options.initialOutput, at: 0 });
+    }
     session.attach((batch) => this.#deliver(batch));
     const signal = options.signal;
     const onAbort = () => this.#fail(signal!.reason);
@@ -87,11 +115,11 @@ export class PipelineRunner {
     } else {
       signal?.addEventListener("abort", onAbort, { once: true });
     }
+    this.#pumps = Promise.all([this.#pumpIn(options.initialInput), this.#pumpOut()]).then(() => {});
     // A failure settles `done` at once: a write in flight may never return.
     const failed = new Promise<never>((_, reject) => this.#reject = reject);
-    this.done = Promise.race([Promise.all([this.#pumpIn(), this.#pumpOut()]), failed]).then(() => {
-      if (this.#failure) throw this.#failure.error;
-    }).finally(() => signal?.removeEventListener("abort", onAbort));
+    this.done = Promise.race([this.#pumps, failed]).then(() => this.#throwIfFailed())
+      .finally(() => signal?.removeEventListener("abort", onAbort));
     // The caller may never look at `done`; failures reach it through `done`
     // only, never as unhandled rejections.
     this.done.catch(() => {});
@@ -102,12 +130,46 @@ export class PipelineRunner {
    * side, then reads until the peer closes its side.
    */
   async close(): Promise<void> {
-    if (!this.#stopped && !this.#closing) {
+    if (!this.#stopped && !this.#closing && this.#handOff === undefined) {
       this.#closing = true;
       this.#session.close();
       this.#wakeOut?.();
     }
     await this.done;
+  }
+
+  /**
+   * Stops at a migration boundary. Reading stops (a pending read is given up,
+   * so its bytes stay in the transport) and the messages already read finish
+   * dispatching; then `capture` runs, once, while nothing can change; then,
+   * when `lossless`, writing stops after the write in flight, or else
+   * everything queued is written first. The transport's locks are released
+   * and `done` resolves. Returns the bytes in flight.
+   */
+  async handOff<T>(lossless: boolean, capture: () => T): Promise<HandOff<T>> {
+    if (this.#stopped || this.#closing || this.#inputDone || this.#handOff !== undefined) {
+      throw new CheckpointError("NOT_RUNNING", "Cannot take a checkpoint: the pipeline has ended");
+    }
+    this.#handOff = { lossless };
+    this.#reader.releaseLock();
+    this.#wakeIn?.();
+    this.#wakeOut?.();
+    await this.#pumpInDone;
+    this.#throwIfFailed();
+    this.#session.run(() => {}); // deliver what the session still holds
+    const captured = capture();
+    const inbound = lossless ? inboundBytes(this.#chunks, this.#messages) : new Uint8Array(0);
+    await this.#pumps;
+    this.#throwIfFailed();
+    const outbound = new Uint8Array(this.#outBytes);
+    let at = 0;
+    for (const entry of this.#out.splice(0)) {
+      outbound.set(entry.bytes.subarray(entry.at), at);
+      at += entry.bytes.length - entry.at;
+    }
+    this.#outBytes = 0;
+    this.#writer.releaseLock();
+    return { captured, inbound, outbound };
   }
 
   #deliver(batch: AgentMessage[]): void {
@@ -134,6 +196,7 @@ export class PipelineRunner {
       writeFrames(bytes, new DataView(bytes.buffer), 0, size, m.port, m.type, m.opaque, m.data);
       this.#queue({ bytes, at: 0, progress: { port: m.port, type: m.type, total: m.data.length } });
     }
+    this.#onChange?.();
   }
 
   #queue(entry: OutEntry): void {
@@ -142,38 +205,56 @@ export class PipelineRunner {
     this.#wakeOut?.();
   }
 
-  async #pumpIn(): Promise<void> {
-    try {
-      while (!this.#stopped && !this.#inputDone) {
-        if (this.#outBytes > HIGH_WATER) {
-          await new Promise<void>((resolve) => this.#wakeIn = resolve);
-          continue;
+  #pumpIn(initial: Uint8Array | undefined): Promise<void> {
+    const run = async () => {
+      try {
+        // Start next turn: the caller may still restore the session.
+        await null;
+        if (initial !== undefined) this.#session.run(() => this.#chunks.push(initial));
+        while (!this.#stopped && !this.#inputDone && this.#handOff === undefined) {
+          if (this.#outBytes > HIGH_WATER) {
+            await new Promise<void>((resolve) => this.#wakeIn = resolve);
+            continue;
+          }
+          let result: ReadableStreamReadResult<Uint8Array>;
+          try {
+            result = await this.#reader.read();
+          } catch (error) {
+            if (this.#handOff !== undefined) break; // we gave the read up
+            throw error;
+          }
+          if (this.#stopped) break;
+          if (result.done) {
+            this.#chunks.finish();
+            this.#messages.finish(this.#chunks.offset);
+            break;
+          }
+          // Bytes read are dispatched even at a hand-off: they left the transport.
+          this.#session.run(() => this.#chunks.push(result.value));
+          this.#onChange?.();
         }
-        const { value, done } = await this.#reader.read();
-        if (this.#stopped) break;
-        if (done) {
-          this.#chunks.finish();
-          this.#messages.finish(this.#chunks.offset);
-          break;
+      } catch (error) {
+        // Once we closed, a transport may fail its pending read (a Deno socket
+        // closes both ways): that is the end we asked for.
+        if (!this.#closing) this.#fail(error);
+      } finally {
+        if (this.#handOff === undefined) {
+          this.#inputDone = true;
+          this.#session.close(this.#failure?.error);
         }
-        this.#session.run(() => this.#chunks.push(value));
+        this.#wakeOut?.();
       }
-    } catch (error) {
-      // Once we closed, a transport may fail its pending read (a Deno socket
-      // closes both ways): that is the end we asked for.
-      if (!this.#closing) this.#fail(error);
-    } finally {
-      this.#inputDone = true;
-      this.#session.close(this.#failure?.error);
-      this.#wakeOut?.();
-    }
+    };
+    return this.#pumpInDone = run();
   }
 
   async #pumpOut(): Promise<void> {
     try {
       for (;;) {
-        const entry = this.#out[0];
         if (this.#stopped) return;
+        const entry = this.#out[0];
+        // At a hand-off, lossless keeps the rest for the checkpoint; minimal drains.
+        if (this.#handOff !== undefined && (this.#handOff.lossless || entry === undefined)) return;
         if (entry === undefined) {
           if (this.#inputDone || this.#closing) break;
           await new Promise<void>((resolve) => this.#wakeOut = resolve);
@@ -215,14 +296,20 @@ export class PipelineRunner {
     });
   }
 
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure.error;
+  }
+
   /** Tears everything down with `error`; the first failure wins. */
   #fail(error: unknown): void {
     if (this.#failure !== undefined || this.#stopped) return;
     this.#failure = { error };
     this.#stopped = true;
     this.#reject?.(error);
-    this.#reader.cancel(error).catch(() => {});
-    this.#writer.abort(error).catch(() => {});
+    if (this.#handOff === undefined) {
+      this.#reader.cancel(error).catch(() => {});
+      this.#writer.abort(error).catch(() => {});
+    }
     this.#session.close(error);
     this.#wakeIn?.();
     this.#wakeOut?.();

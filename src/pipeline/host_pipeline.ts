@@ -1,13 +1,48 @@
 // This module is browser compatible.
 
-import { sessionInternals } from "../session/_internals.ts";
+import type { CheckpointLimits } from "../checkpoint/checkpoint_limits.ts";
+import type { CheckpointMode, CheckpointState } from "../checkpoint/checkpoint_state.ts";
+import { decodeCheckpoint } from "../checkpoint/decode_checkpoint.ts";
+import { encodeCheckpoint } from "../checkpoint/encode_checkpoint.ts";
+import { checkpointEmitters } from "../checkpoint/_emitters.ts";
+import { StateCheckpoint, type StateCheckpointOptions } from "../checkpoint/state_checkpoint.ts";
+import { hostInternals, sessionInternals } from "../session/_internals.ts";
+import { ClipboardError } from "../session/clipboard_error.ts";
 import { HostSession, type HostSessionOptions } from "../session/host_session.ts";
 import { PipelineRunner } from "./_runner.ts";
 import type { PipelineOptions } from "./pipeline_options.ts";
 import type { Transport } from "./transport.ts";
 
 /** Options of {@linkcode createHostPipeline}: the session's and the pipeline's. */
-export interface HostPipelineOptions extends HostSessionOptions, PipelineOptions {}
+export interface HostPipelineOptions extends HostSessionOptions, PipelineOptions {
+  /**
+   * A checkpoint from another relay to continue from, before any traffic
+   * flows: the session does not announce itself, and the guest does not
+   * notice the hand-off. A bad checkpoint throws a `CheckpointError`.
+   */
+  restore?: Uint8Array | CheckpointState;
+  /**
+   * How the transport relates to the one the checkpoint was taken on.
+   * `"continued"` (default): the same byte streams go on, e.g. a socket or
+   * proxy that stayed connected to the guest's port, handed to this relay; the
+   * bytes in flight are fed and written first, and the guest's pending pastes
+   * go to this relay's provider. `"reconnected"`: the guest saw its port close
+   * and reopen (e.g. a QEMU socket chardev the old relay closed): bytes in
+   * flight are dropped, caps and serials are kept, the guest's offers are
+   * forgotten (it released them) and the host's grabs are sent again.
+   */
+  resume?: "continued" | "reconnected";
+  /** Limits for decoding `restore`. */
+  checkpointLimits?: CheckpointLimits;
+  /** The checkpoint stage, or its options; see {@linkcode StateCheckpoint}. */
+  checkpoints?: StateCheckpoint | StateCheckpointOptions;
+}
+
+/** Options of {@linkcode HostPipeline.checkpoint}. */
+export interface CheckpointOptions {
+  /** Overrides the stage's mode for this checkpoint. */
+  mode?: CheckpointMode;
+}
 
 /** A running host pipeline. */
 export interface HostPipeline {
@@ -15,12 +50,26 @@ export interface HostPipeline {
   session: HostSession;
   /**
    * Settles when the pipeline ends: resolves when the peer closed its side
-   * and everything queued was written, rejects with the error that stopped it
-   * (a `VdagentProtocolError`, a transport error, or the abort reason).
+   * and everything queued was written, or after a `checkpoint()`; rejects
+   * with the error that stopped it (a `VdagentProtocolError`, a transport
+   * error, or the abort reason).
    */
   done: Promise<void>;
   /** Ends the session, writes what is queued, closes the transport's writable side, and reads until the peer closes its side. */
   close(): Promise<void>;
+  /**
+   * Takes a checkpoint at a migration boundary: stops consuming the guest's
+   * bytes (what it has not read stays in the transport), lets complete
+   * messages finish dispatching, and returns the state. In lossless mode the
+   * bytes in flight go into the checkpoint; in minimal mode what is queued is
+   * written first and a partial message from the guest is dropped. After it
+   * resolves this pipeline sends nothing more (no release, no caps), has
+   * released the transport's reader and writer, and `done` resolves. The
+   * checkpoint is also emitted on `checkpoints.readable`.
+   */
+  checkpoint(options?: CheckpointOptions): Promise<Uint8Array>;
+  /** The checkpoint stage. */
+  checkpoints: StateCheckpoint;
 }
 
 /**
@@ -32,10 +81,11 @@ export interface HostPipeline {
  * session sends leaves in batches, in writes of at most 64 KiB. Reading pauses
  * while more than 1 MiB waits to be written, so a stalled peer holds the
  * pipeline back. An `AbortSignal` tears everything down; failures surface
- * through `done` only.
+ * through `done` only. With `restore` it continues a session handed off by
+ * another relay, and `checkpoint()` hands this one off.
  *
  * @param transport Bytes to and from the agent's port.
- * @param options Session features and handlers, limits, signal and progress.
+ * @param options Session features and handlers, limits, signal, progress, checkpoints.
  * @returns The session and the pipeline's lifetime.
  *
  * @example A relay to a guest agent, here an in-process guest over a pipe
@@ -61,12 +111,94 @@ export interface HostPipeline {
  * await relay.close();
  * await guest.done;
  * ```
+ *
+ * @example Handing a live session to a new relay
+ * ```ts
+ * import { createGuestPipeline, createHostPipeline } from "@vdagent/streams";
+ * import assert from "node:assert/strict";
+ *
+ * const toGuest = new TransformStream<Uint8Array, Uint8Array>();
+ * const toHost = new TransformStream<Uint8Array, Uint8Array>();
+ * const transport = { readable: toHost.readable, writable: toGuest.writable };
+ * let newClients = 0; // a host's caps with request=1 make the guest reset
+ * const guest = createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable }, {
+ *   onHostCaps: (_caps, request) => void (request && newClients++),
+ * });
+ * const a = createHostPipeline(transport);
+ * while (a.session.guestCaps === undefined) await new Promise((r) => setTimeout(r, 1));
+ * const state = await a.checkpoint(); // A lets go of the transport
+ * const b = createHostPipeline(transport, { restore: state }); // B takes it over, silently
+ * assert.deepEqual(b.session.guestCaps, [0x00038de7]);
+ * b.session.mouse({ x: 5, y: 5 });
+ * await b.close();
+ * await guest.done;
+ * assert.equal(newClients, 1, "the guest saw one client");
+ * ```
  */
 export function createHostPipeline(
   transport: Transport,
   options: HostPipelineOptions = {},
 ): HostPipeline {
+  const resume = options.resume ?? "continued";
+  if (resume !== "continued" && resume !== "reconnected") {
+    throw new TypeError(
+      `Cannot create pipeline: resume must be "continued" or "reconnected", got ${resume}`,
+    );
+  }
+  const restored = options.restore === undefined
+    ? undefined
+    : options.restore instanceof Uint8Array
+    ? decodeCheckpoint(options.restore, options.checkpointLimits)
+    : options.restore;
+  const checkpoints = options.checkpoints instanceof StateCheckpoint
+    ? options.checkpoints
+    : new StateCheckpoint(options.checkpoints);
+  const emitter = checkpointEmitters.get(checkpoints)!;
   const session = new HostSession(options);
-  const runner = new PipelineRunner(sessionInternals.get(session)!, transport, options);
-  return { session, done: runner.done, close: () => runner.close() };
+  const host = hostInternals.get(session)!;
+  const continued = resume === "continued";
+  let last: Uint8Array | undefined;
+  const runner = new PipelineRunner(sessionInternals.get(session)!, transport, {
+    ...options,
+    initialInput: continued ? restored?.wire?.inbound : undefined,
+    initialOutput: continued ? restored?.wire?.outbound : undefined,
+    onChange: checkpoints.continuous
+      ? () => {
+        const next = encodeCheckpoint({ mode: checkpoints.mode, ...host.snapshot() });
+        if (last !== undefined && sameBytes(last, next)) return;
+        last = next;
+        emitter.emit(next, true);
+      }
+      : undefined,
+  });
+  if (restored !== undefined) host.restore(restored, !continued);
+  runner.done.then(() => emitter.close(), () => emitter.close());
+  return {
+    session,
+    checkpoints,
+    done: runner.done,
+    close: () => runner.close(),
+    async checkpoint(options = {}) {
+      const mode = options.mode ?? checkpoints.mode;
+      const lossless = mode === "lossless";
+      const { captured, inbound, outbound } = await runner.handOff(lossless, () => {
+        host.seal();
+        return host.snapshot();
+      });
+      const bytes = encodeCheckpoint({
+        mode,
+        ...captured,
+        ...(lossless ? { wire: { inbound, outbound } } : {}),
+      });
+      sessionInternals.get(session)!.close(
+        new ClipboardError("CLOSED", "Cannot paste: the session was handed off"),
+      );
+      emitter.emit(bytes, false);
+      return bytes;
+    },
+  };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

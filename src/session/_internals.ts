@@ -1,6 +1,7 @@
 // This module is browser compatible.
 
 import type { AgentMessage } from "../wire/agent_message.ts";
+import type { HostSessionState } from "./host_session_state.ts";
 
 /** What the pipeline layer may do with a session, beyond its public API. */
 export interface SessionInternals {
@@ -16,3 +17,21 @@ export interface SessionInternals {
 
 /** Sessions' internals, keyed by session; nothing outside the library reaches them. */
 export const sessionInternals: WeakMap<object, SessionInternals> = new WeakMap();
+
+/** What the checkpoint layer may do with a host session. */
+export interface HostInternals {
+  /** The session's migratable state, lossless. */
+  snapshot(): HostSessionState;
+  /**
+   * Takes `state` over before any traffic: the session will not announce
+   * itself. With `reconnected`, the transport was reconnected: the guest
+   * dropped its offers and the host's grabs, so those are dropped and
+   * re-sent respectively. Otherwise pending guest pastes go to the provider.
+   */
+  restore(state: HostSessionState, reconnected: boolean): void;
+  /** Stops all output for good. */
+  seal(): void;
+}
+
+/** Host sessions' checkpoint internals, keyed by session. */
+export const hostInternals: WeakMap<object, HostInternals> = new WeakMap();

@@ -8,7 +8,7 @@ import { hasCapability } from "../protocol/has_capability.ts";
 import type { MessagePayload, PayloadOptions } from "../protocol/message_payload.ts";
 import { MessageType } from "../protocol/message_type.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
-import { sessionInternals } from "./_internals.ts";
+import { hostInternals, sessionInternals } from "./_internals.ts";
 import { Outbox, sessionStreamInit } from "./_outbox.ts";
 import { RequestTable } from "./_requests.ts";
 import { nextSerial, serialBefore } from "./_serial.ts";
@@ -24,6 +24,8 @@ import {
 } from "./_common.ts";
 import { ClipboardError } from "./clipboard_error.ts";
 import type { ClipboardOffer } from "./clipboard_offer.ts";
+import type { HostSessionState, SelectionState } from "./host_session_state.ts";
+import type { ResumedRequest } from "./resumed_request.ts";
 import type { MouseInput } from "./mouse_input.ts";
 import type { SessionLimits } from "./session_limits.ts";
 import type { SessionDiagnostic } from "./session_diagnostic.ts";
@@ -143,6 +145,9 @@ export class HostSession
   #guestMax: number | undefined;
   #mouse: MouseState | undefined;
   #mouseSent = true;
+  #announced = false;
+  #restored = false;
+  #resumed: ResumedRequest[] = [];
   #closed = false;
 
   /**
@@ -163,8 +168,17 @@ export class HostSession
     sessionInternals.set(this, {
       attach: (deliver) => outbox.attach(deliver),
       receive: (message) => this.#receive(message),
-      run: (fn) => outbox.run(fn),
+      run: (fn) =>
+        outbox.run(() => {
+          this.#announce();
+          return fn();
+        }),
       close: (reason) => this.#close(reason),
+    });
+    hostInternals.set(this, {
+      snapshot: () => this.#snapshot(),
+      restore: (state, reconnected) => this.#restore(state, reconnected),
+      seal: () => void outbox.seal(),
     });
     this.#options = options;
     this.#mouseOn = options.mouse ?? true;
@@ -194,8 +208,17 @@ export class HostSession
     if (this.#maxClipboard !== undefined) bits.push(Capability.MAX_CLIPBOARD);
     this.#hostCaps = capabilityWords(bits);
     this.#layout = this.#layoutFor(undefined);
-    // Sent at the end of this turn, so a pipeline can take the output first.
-    this.#send({ kind: "announce_capabilities", request: true, caps: this.#hostCaps });
+    // At the end of this turn, so a pipeline can take the output or restore
+    // a checkpoint first.
+    queueMicrotask(() => this.#outbox.run(() => this.#announce()));
+  }
+
+  /**
+   * The host's requests that were outstanding when the checkpoint this
+   * session was restored from was taken: their data arrives here.
+   */
+  get resumedRequests(): readonly ResumedRequest[] {
+    return this.#resumed;
   }
 
   /** The capabilities this session announced to the guest. */
@@ -364,8 +387,15 @@ export class HostSession
     for (const message of messages) this.#receive(message);
   }
 
+  #announce(): void {
+    if (this.#announced || this.#restored || this.#closed) return;
+    this.#announced = true;
+    this.#send({ kind: "announce_capabilities", request: true, caps: this.#hostCaps });
+  }
+
   #receive(message: AgentMessage): void {
     if (this.#closed) return;
+    this.#announce();
     const payload = decodeMessage(message, this.#layout);
     switch (payload.kind) {
       case "announce_capabilities":
@@ -571,6 +601,64 @@ export class HostSession
     this.#ownedSent[selection] = false;
     this.#guestRequests[selection] = [];
     this.#send({ kind: "clipboard_release", selection });
+  }
+
+  #snapshot(): HostSessionState {
+    const selection = (s: number): SelectionState => {
+      const owned = this.#owned[s];
+      const offer = this.#offers[s];
+      return {
+        lastSerial: this.#lastSerial[s]!,
+        ...(owned === undefined ? {} : { hostOffer: [...owned] }),
+        guestRequests: this.#guestRequests[s]!.map((r) => r.type),
+        ...(offer === undefined ? {} : { guestOffer: offer }),
+        hostRequests: this.#requests.types(s),
+      };
+    };
+    return {
+      hostCaps: [...this.#hostCaps],
+      ...(this.#guestCaps === undefined ? {} : { guestCaps: [...this.#guestCaps] }),
+      selections: [selection(0), selection(1), selection(2)],
+      ...(this.#mouse === undefined ? {} : { mouse: { ...this.#mouse, sent: this.#mouseSent } }),
+      ...(this.#guestMax === undefined ? {} : { guestMaxClipboard: this.#guestMax }),
+    };
+  }
+
+  #restore(state: HostSessionState, reconnected: boolean): void {
+    if (this.#announced || this.#closed) {
+      throw new TypeError("Cannot restore the session: it has already started");
+    }
+    this.#restored = true;
+    this.#hostCaps = [...state.hostCaps];
+    this.#guestCaps = state.guestCaps === undefined ? undefined : [...state.guestCaps];
+    this.#layout = this.#layoutFor(this.#guestCaps);
+    this.#guestMax = state.guestMaxClipboard;
+    if (state.mouse !== undefined) {
+      const { sent, ...mouse } = state.mouse;
+      this.#mouse = mouse;
+      this.#mouseSent = sent;
+    }
+    this.#outbox.run(() => {
+      state.selections.forEach((s, selection) => {
+        this.#lastSerial[selection] = s.lastSerial;
+        this.#owned[selection] = s.hostOffer === undefined ? undefined : [...s.hostOffer];
+        this.#ownedSent[selection] = s.hostOffer !== undefined && this.#guestCaps !== undefined;
+        for (const type of s.hostRequests ?? []) {
+          const result = this.#requests.add(selection, type, this.#timeout);
+          result.catch(() => {}); // whoever takes it from resumedRequests sees the failure
+          this.#resumed.push({ selection, type, result });
+        }
+        if (reconnected) {
+          // The guest saw its port close: it released its offers and forgot
+          // the host's grabs, and its pending pastes failed.
+          if (this.#ownedSent[selection]) this.#sendGrab(selection);
+        } else {
+          if (s.guestOffer !== undefined) this.#offers[selection] = s.guestOffer;
+          for (const type of s.guestRequests) this.#onGuestRequest(selection, type);
+        }
+      });
+      this.#flushMouse();
+    });
   }
 
   #close(reason?: unknown): void {

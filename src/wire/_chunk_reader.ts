@@ -57,9 +57,14 @@ export class ChunkReader {
     return this.#offset;
   }
 
-  /** Whether the reader is between chunks. */
-  get idle(): boolean {
-    return this.#headerFill === 0 && this.#remaining === 0;
+  /** Payload bytes of the current chunk still to come. */
+  get remaining(): number {
+    return this.#remaining;
+  }
+
+  /** The bytes of a chunk header read so far, if it is incomplete. */
+  partialHeader(): Uint8Array {
+    return this.#header.slice(0, this.#headerFill);
   }
 
   /** Feeds bytes; calls the sink for everything they complete. */

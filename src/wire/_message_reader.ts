@@ -75,6 +75,7 @@ export class MessageReader implements ChunkSink {
   readonly #ports = [new PortState(), new PortState(), new PortState()];
   readonly #views = new ViewCache();
   #port = 0;
+  #chunkSize = 0;
   /** Bytes of the current chunk not yet handed to `chunkData`. */
   #chunkLeft = 0;
   #chunkOffset = 0;
@@ -95,6 +96,7 @@ export class MessageReader implements ChunkSink {
       if (size > left) this.#overrun(port, state.type, size, left, offset);
     }
     this.#port = port;
+    this.#chunkSize = size;
     this.#chunkLeft = size;
     this.#chunkOffset = offset;
   }
@@ -180,6 +182,32 @@ export class MessageReader implements ChunkSink {
       state.reset();
       this.#handler(port, state.type, state.opaque, body);
     }
+  }
+
+  /** Port of the current chunk, and how many of its bytes were consumed. */
+  currentChunk(): { port: number; consumed: number } {
+    return { port: this.#port, consumed: this.#chunkSize - this.#chunkLeft };
+  }
+
+  /**
+   * The bytes of the message in progress on `port` received so far, header
+   * included, as they were on the wire; empty if none is in progress.
+   */
+  partial(port: number): Uint8Array {
+    const state = this.#ports[port]!;
+    if (state.headerFill < WireFormat.MESSAGE_HEADER_SIZE) {
+      return state.header.slice(0, state.headerFill);
+    }
+    const out = new Uint8Array(WireFormat.MESSAGE_HEADER_SIZE + state.bodyFill);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, WireFormat.PROTOCOL, true);
+    view.setUint32(4, state.type, true);
+    view.setBigUint64(8, state.opaque, true);
+    view.setUint32(16, state.size, true);
+    if (state.body !== undefined) {
+      out.set(state.body.subarray(0, state.bodyFill), WireFormat.MESSAGE_HEADER_SIZE);
+    }
+    return out;
   }
 
   /** Signals the end of input; throws if a message is incomplete. */

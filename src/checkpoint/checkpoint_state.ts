@@ -1,0 +1,31 @@
+// This module is browser compatible.
+
+import type { HostSessionState } from "../session/host_session_state.ts";
+
+/**
+ * What a checkpoint holds. `"minimal"`: the seed proposal's state (caps, and
+ * per selection the last serial, the host's offer and the guest's pending
+ * pastes), at most 64 bytes. `"lossless"`: that, plus the guest's offers, the
+ * host's outstanding requests, the last mouse state and the guest's
+ * MAX_CLIPBOARD, and, when taken at a migration boundary, the bytes in flight.
+ */
+export type CheckpointMode = "lossless" | "minimal";
+
+/** The bytes in flight at a migration boundary. */
+export interface WireState {
+  /**
+   * Guest bytes received but not yet part of a complete message: fed to the
+   * new relay's decoder before anything the transport delivers.
+   */
+  inbound: Uint8Array;
+  /** Framed bytes for the guest not yet written, possibly mid-chunk: written first. */
+  outbound: Uint8Array;
+}
+
+/** A decoded checkpoint: a host session's state, and the bytes in flight. */
+export interface CheckpointState extends HostSessionState {
+  /** Which state it holds. */
+  mode: CheckpointMode;
+  /** The bytes in flight, present when it was taken at a migration boundary in lossless mode. */
+  wire?: WireState;
+}

@@ -1,0 +1,97 @@
+// This module is browser compatible.
+
+import { checkpointEmitters } from "./_emitters.ts";
+import type { CheckpointMode } from "./checkpoint_state.ts";
+
+/** Options of {@linkcode StateCheckpoint}. */
+export interface StateCheckpointOptions {
+  /** What `checkpoint()` and the continuous checkpoints hold. Default `"lossless"`. */
+  mode?: CheckpointMode;
+  /**
+   * Also emit a checkpoint after every message that changed the session's
+   * migratable state, so a standby relay always holds the latest. These
+   * describe the session, not bytes in flight: a standby that takes over
+   * after a crash restores them with `resume: "reconnected"`. An unread one
+   * is replaced by the next. Default `false`.
+   */
+  continuous?: boolean;
+}
+
+/**
+ * The checkpoint stage of a host pipeline. `createHostPipeline` places it
+ * where the relay's state meets the transport: it holds the gates of both
+ * byte streams (at a migration boundary it stops the guest's bytes and the
+ * writes to the guest) and it sees the decoder's partial bytes, the session's
+ * state and the bytes not yet written, which is everything a new relay needs
+ * to continue the same byte streams. Its readable side carries the
+ * serialized checkpoints out, to be piped to any store: one per
+ * `checkpoint()` call and, if asked, one after each change of the session's
+ * state. The other way in, a pipeline takes a checkpoint with its `restore`
+ * option, before any traffic flows.
+ *
+ * @example Keeping the latest checkpoint of a relay
+ * ```ts
+ * import { createGuestPipeline, createHostPipeline, decodeCheckpoint, StateCheckpoint } from "@vdagent/streams";
+ * import assert from "node:assert/strict";
+ *
+ * const a = new TransformStream<Uint8Array, Uint8Array>();
+ * const b = new TransformStream<Uint8Array, Uint8Array>();
+ * const guest = createGuestPipeline({ readable: a.readable, writable: b.writable });
+ * const checkpoints = new StateCheckpoint({ continuous: true });
+ * const relay = createHostPipeline({ readable: b.readable, writable: a.writable }, { checkpoints });
+ * const reader = checkpoints.readable.getReader();
+ * let latest = decodeCheckpoint((await reader.read()).value!);
+ * while (latest.guestCaps === undefined) latest = decodeCheckpoint((await reader.read()).value!);
+ * assert.deepEqual(latest.guestCaps, [0x00038de7]);
+ * reader.releaseLock();
+ * await relay.close();
+ * await guest.done;
+ * ```
+ */
+export class StateCheckpoint {
+  /** What the checkpoints hold. */
+  readonly mode: CheckpointMode;
+  /** Whether a checkpoint follows every change of the session's state. */
+  readonly continuous: boolean;
+  /** The checkpoints, as `Uint8Array`s. */
+  readonly readable: ReadableStream<Uint8Array>;
+
+  /**
+   * Creates a checkpoint stage; hand it to `createHostPipeline`.
+   *
+   * @param options Mode and continuous emission.
+   */
+  constructor(options: StateCheckpointOptions = {}) {
+    const mode = options.mode ?? "lossless";
+    if (mode !== "lossless" && mode !== "minimal") {
+      throw new TypeError(
+        `Cannot create StateCheckpoint: mode must be "lossless" or "minimal", got ${mode}`,
+      );
+    }
+    this.mode = mode;
+    this.continuous = options.continuous ?? false;
+    const queue: { checkpoint: Uint8Array; continuous: boolean }[] = [];
+    let closed = false;
+    let wake: (() => void) | undefined;
+    this.readable = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        while (queue.length === 0 && !closed) await new Promise<void>((resolve) => wake = resolve);
+        const next = queue.shift();
+        if (next !== undefined) controller.enqueue(next.checkpoint);
+        else controller.close();
+      },
+    }, { highWaterMark: 0 });
+    checkpointEmitters.set(this, {
+      emit(checkpoint, continuous) {
+        // An unread continuous checkpoint is stale once the next one exists.
+        if (continuous && queue.at(-1)?.continuous) queue.pop();
+        queue.push({ checkpoint, continuous });
+        wake?.();
+      },
+      close() {
+        closed = true;
+        wake?.();
+      },
+    });
+  }
+}

@@ -1,0 +1,11 @@
+// This module is browser compatible.
+
+/** A host request carried over from a checkpoint; see `HostSession.resumedRequests`. */
+export interface ResumedRequest {
+  /** `Selection` value. */
+  selection: number;
+  /** `ClipboardType` value. */
+  type: number;
+  /** The guest's data, or a `ClipboardError`. */
+  result: Promise<Uint8Array>;
+}
