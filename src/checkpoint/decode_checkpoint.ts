@@ -128,10 +128,10 @@ export function decodeCheckpoint(
   // Sections: tag, varint length, payload.
   const sections = new Map<number, Uint8Array>();
   const outer = new ByteReader(bytes.subarray(HEADER_SIZE, total - CRC_SIZE), "the section list");
-  while (!outer.done) {
+  for (let count = 1; !outer.done; count++) {
     const tag = outer.u8();
     const payload = outer.bytes(outer.varint());
-    if (sections.size + 1 > maxSections) {
+    if (count > maxSections) {
       throw new CheckpointError(
         "TOO_LARGE",
         `Cannot decode checkpoint: more than ${maxSections} sections`,

@@ -204,6 +204,18 @@ export class GuestSession
   }
 
   /**
+   * The guest's port closed and reopened (the host side reconnected), as the
+   * Linux agent's daemon reports it to its session agent: the host's offers
+   * and pending pastes are dropped, and the guest releases what it offered.
+   * Serials are kept, and no capabilities are exchanged. A guest pipeline
+   * over the new connection must start with fresh reassembly state.
+   */
+  clientDisconnected(): void {
+    if (this.#closed) return;
+    this.#outbox.run(() => this.#clientGone());
+  }
+
+  /**
    * The guest user copies: the guest owns `selection` and offers `types`.
    *
    * @param selection `Selection` value.
@@ -399,19 +411,10 @@ export class GuestSession
     this.#layout = this.#layoutFor(caps);
     this.#options.onHostCaps?.(this.#hostCaps, request);
     if (request) {
-      // A new client: answer, forget it all, release what the guest owned,
-      // and start the serials again.
+      // A new client: answer, forget it all, and start the serials again.
       this.#send({ kind: "announce_capabilities", request: false, caps: this.#caps });
       this.#serial = [0, 0, 0];
       this.#clientGone();
-      for (let s = 0; s < 3; s++) {
-        if (!this.#ownedSent[s]) continue;
-        this.#owned[s] = undefined;
-        this.#ownedSent[s] = false;
-        if (s === 0 || this.#layout.selection) {
-          this.#send({ kind: "clipboard_release", selection: s });
-        }
-      }
     }
     // Grabs made before the host was known leave now, if they can.
     const negotiated = this.#clipboardOn && hasCapability(caps, Capability.CLIPBOARD_BY_DEMAND);
@@ -422,12 +425,24 @@ export class GuestSession
     }
   }
 
-  /** The client went away: its offers and the guest's pastes from it are gone. */
+  /**
+   * The client went away, as the Linux agent's session agent hears it: its
+   * offers and the guest's pastes from it are gone, and the guest releases
+   * what it offered. Serials are kept.
+   */
   #clientGone(): void {
     this.#requests.failAll((s) =>
       new ClipboardError("PEER_RESET", "Cannot paste: the client went away", s)
     );
-    for (let s = 0; s < 3; s++) this.#dropHostOffer(s);
+    for (let s = 0; s < 3; s++) {
+      this.#dropHostOffer(s);
+      if (!this.#ownedSent[s]) continue;
+      this.#owned[s] = undefined;
+      this.#ownedSent[s] = false;
+      if (s === 0 || this.#layout.selection) {
+        this.#send({ kind: "clipboard_release", selection: s });
+      }
+    }
   }
 
   #dropHostOffer(selection: number): void {
