@@ -305,6 +305,7 @@ function checkInbound(inbound: Uint8Array): void {
   const messages = new MessageReader(() => complete++, {
     maxMessageSize: 0xffff_ffff - 20,
     copy: false,
+    checkOnly: true, // a hostile header may declare 4 GiB: allocate nothing
   });
   const chunks = new ChunkReader(messages, { maxChunkSize: 0xffff_ffff });
   try {

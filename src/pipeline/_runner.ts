@@ -210,7 +210,11 @@ export class PipelineRunner {
       try {
         // Start next turn: the caller may still restore the session.
         await null;
-        if (initial !== undefined) this.#session.run(() => this.#chunks.push(initial));
+        if (initial !== undefined) {
+          const bytes = initial;
+          initial = undefined; // held for the pipeline's life otherwise
+          this.#session.run(() => this.#chunks.push(bytes));
+        }
         while (!this.#stopped && !this.#inputDone && this.#handOff === undefined) {
           if (this.#outBytes > HIGH_WATER) {
             await new Promise<void>((resolve) => this.#wakeIn = resolve);

@@ -128,7 +128,10 @@ export class HostSession
   readonly #mouseOn: boolean;
   readonly #clipboardOn: boolean;
   readonly #handler: HostClipboardHandler;
-  readonly #options: HostSessionOptions;
+  // The callbacks, not the options object: it may hold a large `restore`.
+  readonly #onDiagnostic: HostSessionOptions["onDiagnostic"];
+  readonly #onMessage: HostSessionOptions["onMessage"];
+  readonly #onGuestCaps: HostSessionOptions["onGuestCaps"];
   readonly #maxClipboard: number | undefined;
   readonly #timeout: number;
   readonly #limits: Required<SessionLimits>;
@@ -180,7 +183,9 @@ export class HostSession
       restore: (state, reconnected) => this.#restore(state, reconnected),
       seal: () => void outbox.seal(),
     });
-    this.#options = options;
+    this.#onDiagnostic = options.onDiagnostic;
+    this.#onMessage = options.onMessage;
+    this.#onGuestCaps = options.onGuestCaps;
     this.#mouseOn = options.mouse ?? true;
     this.#clipboardOn = options.clipboard !== false;
     this.#handler = typeof options.clipboard === "object" ? options.clipboard : {};
@@ -277,7 +282,7 @@ export class HostSession
    */
   release(selection: number): void {
     checkSelection(selection);
-    if (this.#closed || this.#owned[selection] === undefined) return;
+    if (this.#ended || this.#owned[selection] === undefined) return;
     this.#outbox.run(() => this.#releaseHost(selection));
   }
 
@@ -319,18 +324,26 @@ export class HostSession
    *
    * @param state Position, buttons (a `MouseButton` mask or names such as
    * `"left"`) and display.
+   * @returns `false` if the session has ended (or was handed off), so the
+   * state goes nowhere; `true` otherwise.
    */
-  mouse(state: MouseInput): void {
+  mouse(state: MouseInput): boolean {
     if (!this.#mouseOn) throw new TypeError("Cannot send mouse state: the session has mouse off");
     const mouse = checkMouse(state);
-    if (this.#closed) return;
+    if (this.#ended) return false;
     this.#mouse = mouse;
     this.#mouseSent = false;
     this.#outbox.run(() => this.#flushMouse());
+    return true;
+  }
+
+  /** Closed, or sealed at a hand-off: nothing more leaves. */
+  get #ended(): boolean {
+    return this.#closed || this.#outbox.sealed;
   }
 
   #checkClipboard(selection: number, action: string): void {
-    if (this.#closed) {
+    if (this.#ended) {
       throw new ClipboardError("CLOSED", `Cannot ${action}: the session ended`, selection);
     }
     if (!this.#clipboardOn) {
@@ -380,7 +393,7 @@ export class HostSession
   }
 
   #diagnose(diagnostic: SessionDiagnostic): void {
-    this.#options.onDiagnostic?.(diagnostic);
+    this.#onDiagnostic?.(diagnostic);
   }
 
   #receiveAll(messages: readonly AgentMessage[]): void {
@@ -452,7 +465,7 @@ export class HostSession
         });
         break;
     }
-    this.#options.onMessage?.(payload, message);
+    this.#onMessage?.(payload, message);
   }
 
   #onCaps(caps: readonly number[], request: boolean): void {
@@ -473,7 +486,7 @@ export class HostSession
         this.#handler.onGuestRelease?.(s);
       }
     }
-    this.#options.onGuestCaps?.(this.#guestCaps);
+    this.#onGuestCaps?.(this.#guestCaps);
     if (this.#maxClipboard !== undefined && hasCapability(caps, Capability.MAX_CLIPBOARD)) {
       this.#send({ kind: "max_clipboard", max: this.#maxClipboard });
     }

@@ -28,6 +28,11 @@ export interface MessageReaderOptions {
   onProgress?: ((progress: TransferProgress) => void) | undefined;
   /** Payload size above which progress is reported. Default 1 MiB. */
   progressThreshold?: number;
+  /**
+   * Only check the framing: payloads are counted, not kept, and nothing is
+   * allocated for them; the handler gets empty data.
+   */
+  checkOnly?: boolean;
 }
 
 /** Bytes between two progress reports of one message. */
@@ -72,6 +77,7 @@ export class MessageReader implements ChunkSink {
   readonly #copy: boolean;
   readonly #onProgress: ((progress: TransferProgress) => void) | undefined;
   readonly #progressThreshold: number;
+  readonly #checkOnly: boolean;
   readonly #ports = [new PortState(), new PortState(), new PortState()];
   readonly #views = new ViewCache();
   #port = 0;
@@ -86,6 +92,7 @@ export class MessageReader implements ChunkSink {
     this.#copy = options.copy;
     this.#onProgress = options.onProgress;
     this.#progressThreshold = options.progressThreshold ?? 1024 * 1024;
+    this.#checkOnly = options.checkOnly ?? false;
   }
 
   /** Starts a chunk of `size` bytes on `port` (1 or 2). */
@@ -158,10 +165,10 @@ export class MessageReader implements ChunkSink {
         );
         return;
       }
-      state.body = new Uint8Array(size);
+      if (!this.#checkOnly) state.body = new Uint8Array(size);
     }
     if (i < end) {
-      state.body!.set(bytes.subarray(i, end), state.bodyFill);
+      state.body?.set(bytes.subarray(i, end), state.bodyFill);
       state.bodyFill += end - i;
     }
     if (
@@ -178,7 +185,7 @@ export class MessageReader implements ChunkSink {
       });
     }
     if (state.bodyFill === state.size) {
-      const body = state.body!;
+      const body = state.body ?? new Uint8Array(0);
       state.reset();
       this.#handler(port, state.type, state.opaque, body);
     }
