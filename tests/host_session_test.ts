@@ -55,6 +55,19 @@ test("HostSession answers the guest's request=1 with request=0, and request=0 wi
   assert.deepEqual(d.take({}), []);
 });
 
+test("HostSession answers a guest's second request=1 with request=1, so the guest zeroes its serials too", () => {
+  const { d } = negotiated();
+  d.send({}, { kind: "announce_capabilities", request: true, caps: LINUX_CAPS });
+  assert.deepEqual(d.take({}), [{
+    kind: "announce_capabilities",
+    request: true,
+    caps: [0x00020061],
+  }]);
+  // The guest's answer to that is not answered.
+  d.send({}, { kind: "announce_capabilities", request: false, caps: LINUX_CAPS });
+  assert.deepEqual(d.take({}), []);
+});
+
 test("HostSession treats guest caps as a restart: serials zeroed, offers and requests dropped, handlers told", async () => {
   const events: string[] = [];
   const { host, d } = negotiated({

@@ -469,10 +469,14 @@ export class HostSession
   }
 
   #onCaps(caps: readonly number[], request: boolean): void {
+    const again = this.#guestCaps !== undefined;
     this.#guestCaps = [...caps];
     this.#layout = this.#layoutFor(caps);
+    // The guest's first announcement is answered with request=0, as QEMU does. A second one
+    // means its agent restarted, but the Linux daemon keeps its grab serials when only the
+    // session agent restarts (a logout): request=1 makes it zero them, as we do below.
     if (request) {
-      this.#send({ kind: "announce_capabilities", request: false, caps: this.#hostCaps });
+      this.#send({ kind: "announce_capabilities", request: again, caps: this.#hostCaps });
     }
     this.#lastSerial = [0, 0, 0];
     // The guest (re)started: what it offered and asked for is gone.
