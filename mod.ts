@@ -67,3 +67,4 @@ export * from "./src/pipeline/transport.ts";
 export * from "./src/pipeline/pipeline_options.ts";
 export * from "./src/pipeline/host_pipeline.ts";
 export * from "./src/pipeline/guest_pipeline.ts";
+export * from "./src/pipeline/websocket_transport.ts";
