@@ -29,7 +29,7 @@ const outPath = out.pathname;
 
 /** npm's name for the package; JSR's is `deno.json` `name`. */
 const NPM_NAME = "vdagent-streams";
-/** The package's source repository. */
+/** The package's source repository (to be confirmed: no remote is configured yet). */
 const REPOSITORY = "https://github.com/vdagent/streams";
 /** Test directories that need Deno (subprocesses of `deno`, the real agent). */
 const DENO_ONLY_TESTS = ["cli", "interop"];
@@ -358,7 +358,11 @@ async function main(): Promise<number> {
   await Deno.writeTextFile(new URL("web_platform.d.ts", out), WEB_PLATFORM_D_TS);
   await must("node", [tsc, "-p", "tsconfig.lib.json"], out);
   const emitted = await fixEmitted();
-  await Deno.copyFile(new URL("README.md", root), new URL("README.md", out));
+  const readme = await Deno.readTextFile(new URL("README.md", root));
+  await Deno.writeTextFile(
+    new URL("README.md", out),
+    readme.replaceAll('"@vdagent/streams"', `"${NPM_NAME}"`),
+  );
   await Deno.copyFile(new URL("LICENSE", root), new URL("LICENSE", out));
   step(`emitted ${emitted} .js and .d.ts files`);
 
