@@ -140,3 +140,35 @@ export function sameMessages(
       sameBytes(m.data, e.data);
   });
 }
+
+/** Resolves when `check` holds, polling the event loop; throws after about 2000 turns. */
+export async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`Timed out waiting for ${what}`);
+}
+
+/**
+ * Collects unhandled promise rejections until `stop()`: through the
+ * `unhandledrejection` event where the global scope is an `EventTarget`
+ * (Deno, browsers), through `process` on Node.
+ */
+export async function watchUnhandledRejections(): Promise<{ reasons: unknown[]; stop(): void }> {
+  const reasons: unknown[] = [];
+  const scope = globalThis as Partial<EventTarget>;
+  if (typeof scope.addEventListener === "function") {
+    const target = scope as EventTarget;
+    const listener = (event: Event) => {
+      reasons.push((event as Event & { reason: unknown }).reason);
+      event.preventDefault();
+    };
+    target.addEventListener("unhandledrejection", listener);
+    return { reasons, stop: () => target.removeEventListener("unhandledrejection", listener) };
+  }
+  const { default: process } = await import("node:process");
+  const listener = (reason: unknown) => void reasons.push(reason);
+  process.on("unhandledRejection", listener);
+  return { reasons, stop: () => process.off("unhandledRejection", listener) };
+}

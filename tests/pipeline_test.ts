@@ -16,7 +16,7 @@ import {
   type Transport,
   VdagentProtocolError,
 } from "../mod.ts";
-import { chunk, message, prng, randInt } from "./_helpers.ts";
+import { chunk, message, prng, randInt, until, watchUnhandledRejections } from "./_helpers.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
 const PNG = ClipboardType.IMAGE_PNG;
@@ -50,15 +50,6 @@ function backToBack(
     host: createHostPipeline({ readable: toHost.readable, writable: toGuest.writable }, host),
     guest: createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable }, guest),
   };
-}
-
-/** Resolves when `check` holds, polling the event loop. */
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`Timed out waiting for ${what}`);
 }
 
 test("createHostPipeline and createGuestPipeline exchange text, PNG, PRIMARY and mouse over fragmenting pipes", async () => {
@@ -231,12 +222,7 @@ test("createHostPipeline passes a transport error on through done", async () => 
 });
 
 test("createHostPipeline tears down on abort without unhandled rejections", async () => {
-  const unhandled: unknown[] = [];
-  const onUnhandled = (e: PromiseRejectionEvent) => {
-    unhandled.push(e.reason);
-    e.preventDefault();
-  };
-  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  const unhandled = await watchUnhandledRejections();
   try {
     const controller = new AbortController();
     let cancelled: unknown;
@@ -254,9 +240,9 @@ test("createHostPipeline tears down on abort without unhandled rejections", asyn
     const late = createHostPipeline(scripted([]), { signal: AbortSignal.abort(reason) });
     await assert.rejects(late.done, (e) => e === reason);
     await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(unhandled, []);
+    assert.deepEqual(unhandled.reasons, []);
   } finally {
-    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    unhandled.stop();
   }
 });
 

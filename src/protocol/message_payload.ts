@@ -17,6 +17,7 @@ export interface PayloadOptions {
 
 /** MOUSE_STATE (1): absolute position, pressed buttons and display. */
 export interface MouseStatePayload {
+  /** Which payload this is. */
   kind: "mouse_state";
   /** X in pixels of the display. */
   x: number;
@@ -48,6 +49,7 @@ export interface MonitorConfig {
 
 /** MONITORS_CONFIG (2). */
 export interface MonitorsConfigPayload {
+  /** Which payload this is. */
   kind: "monitors_config";
   /** `MonitorsConfigFlag` bits. */
   flags: number;
@@ -57,6 +59,7 @@ export interface MonitorsConfigPayload {
 
 /** REPLY (3). */
 export interface ReplyPayload {
+  /** Which payload this is. */
   kind: "reply";
   /** Type of the acknowledged message. */
   messageType: number;
@@ -66,6 +69,7 @@ export interface ReplyPayload {
 
 /** CLIPBOARD (4): data of one type for a selection. */
 export interface ClipboardPayload {
+  /** Which payload this is. */
   kind: "clipboard";
   /** `Selection`; always 0 without the selection prefix. */
   selection: number;
@@ -77,6 +81,7 @@ export interface ClipboardPayload {
 
 /** DISPLAY_CONFIG (5). */
 export interface DisplayConfigPayload {
+  /** Which payload this is. */
   kind: "display_config";
   /** `DisplayConfigFlag` bits. */
   flags: number;
@@ -86,6 +91,7 @@ export interface DisplayConfigPayload {
 
 /** ANNOUNCE_CAPABILITIES (6). */
 export interface AnnounceCapabilitiesPayload {
+  /** Which payload this is. */
   kind: "announce_capabilities";
   /** Whether the sender asks for the receiver's capabilities in return. */
   request: boolean;
@@ -95,6 +101,7 @@ export interface AnnounceCapabilitiesPayload {
 
 /** CLIPBOARD_GRAB (7): the sender owns a selection and offers types. */
 export interface ClipboardGrabPayload {
+  /** Which payload this is. */
   kind: "clipboard_grab";
   /** `Selection`; always 0 without the selection prefix. */
   selection: number;
@@ -106,6 +113,7 @@ export interface ClipboardGrabPayload {
 
 /** CLIPBOARD_REQUEST (8): asks the owner for data of one type. */
 export interface ClipboardRequestPayload {
+  /** Which payload this is. */
   kind: "clipboard_request";
   /** `Selection`. */
   selection: number;
@@ -115,6 +123,7 @@ export interface ClipboardRequestPayload {
 
 /** CLIPBOARD_RELEASE (9): the sender gives a selection up. */
 export interface ClipboardReleasePayload {
+  /** Which payload this is. */
   kind: "clipboard_release";
   /** `Selection`. */
   selection: number;
@@ -122,6 +131,7 @@ export interface ClipboardReleasePayload {
 
 /** FILE_XFER_START (10). */
 export interface FileXferStartPayload {
+  /** Which payload this is. */
   kind: "file_xfer_start";
   /** Transfer id. */
   id: number;
@@ -134,6 +144,7 @@ export interface FileXferStartPayload {
 
 /** FILE_XFER_STATUS (11). */
 export interface FileXferStatusPayload {
+  /** Which payload this is. */
   kind: "file_xfer_status";
   /** Transfer id. */
   id: number;
@@ -147,6 +158,7 @@ export interface FileXferStatusPayload {
 
 /** FILE_XFER_DATA (12). */
 export interface FileXferDataPayload {
+  /** Which payload this is. */
   kind: "file_xfer_data";
   /** Transfer id. */
   id: number;
@@ -156,11 +168,13 @@ export interface FileXferDataPayload {
 
 /** CLIENT_DISCONNECTED (13): empty. */
 export interface ClientDisconnectedPayload {
+  /** Which payload this is. */
   kind: "client_disconnected";
 }
 
 /** MAX_CLIPBOARD (14). */
 export interface MaxClipboardPayload {
+  /** Which payload this is. */
   kind: "max_clipboard";
   /** Largest clipboard data the receiver should send (i32; negative means no limit). */
   max: number;
@@ -168,6 +182,7 @@ export interface MaxClipboardPayload {
 
 /** AUDIO_VOLUME_SYNC (15). */
 export interface AudioVolumeSyncPayload {
+  /** Which payload this is. */
   kind: "audio_volume_sync";
   /** Playback (true) or record (false) stream. */
   playback: boolean;
@@ -191,6 +206,7 @@ export interface DeviceDisplayInfo {
 
 /** GRAPHICS_DEVICE_INFO (16). */
 export interface GraphicsDeviceInfoPayload {
+  /** Which payload this is. */
   kind: "graphics_device_info";
   /** The displays. */
   displays: readonly DeviceDisplayInfo[];
@@ -198,6 +214,7 @@ export interface GraphicsDeviceInfoPayload {
 
 /** A message type this library does not know, kept raw. */
 export interface UnknownPayload {
+  /** Which payload this is. */
   kind: "unknown";
   /** The message type. */
   type: number;
@@ -220,6 +237,7 @@ export type InvalidPayloadCode = "PAYLOAD_SIZE" | "TOO_MANY_TYPES" | "TOO_MANY_C
  * flagged, with the reason.
  */
 export interface InvalidPayload {
+  /** Which payload this is. */
   kind: "invalid";
   /** The message type. */
   type: number;

@@ -1,0 +1,394 @@
+// deno-lint-ignore-file no-console
+/**
+ * Builds the npm package into `npm/` and proves it, the way dnt would:
+ *
+ *     deno task build:npm
+ *
+ * 1. Empties `npm/`, writes `npm/package.json` from `deno.json` and installs
+ *    the dev dependencies pinned in `deno.json` `imports` (TypeScript,
+ *    `@types/node`, `playwright-core`).
+ * 2. Compiles `mod.ts` and `src/` with `tsc` to ESM JavaScript plus `.d.ts`,
+ *    with relative `.js` specifiers in both; copies README and LICENSE.
+ * 3. Compiles the test suite (all of `tests/` but the Deno-only `cli/` and
+ *    `interop/`) against that output, with its fixtures.
+ * 4. Packs the package, installs the tarball into a temporary project and
+ *    imports it by name from an ESM script and from TypeScript files checked
+ *    with `tsc --noEmit`.
+ * 5. Runs the whole compiled suite with `node --test`, the browser test in
+ *    headless Chromium included. This is the last thing it prints.
+ *
+ * It exits non-zero when any step fails.
+ *
+ * @module
+ */
+import denoJson from "../deno.json" with { type: "json" };
+
+const root = new URL("../", import.meta.url);
+const out = new URL("npm/", root);
+const outPath = out.pathname;
+
+/** npm's name for the package; JSR's is `deno.json` `name`. */
+const NPM_NAME = "vdagent-streams";
+/** The package's source repository (to be confirmed: no remote is configured yet). */
+const REPOSITORY = "https://github.com/vdagent/streams";
+/** Test directories that need Deno (subprocesses of `deno`, the real agent). */
+const DENO_ONLY_TESTS = ["cli", "interop"];
+/** Dev dependencies, pinned in `deno.json` `imports` as `npm:name@version`. */
+const DEV_DEPENDENCIES = ["typescript", "@types/node", "playwright-core"];
+
+function step(text: string): void {
+  console.error(`build:npm: ${text}`);
+}
+
+async function exec(cmd: string, args: string[], cwd: string | URL = root): Promise<number> {
+  const child = new Deno.Command(cmd, { args, cwd, stdin: "null" }).spawn();
+  return (await child.status).code;
+}
+
+async function must(cmd: string, args: string[], cwd: string | URL = root): Promise<void> {
+  const code = await exec(cmd, args, cwd);
+  if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited with code ${code}`);
+}
+
+/** `name` → exact version, from `deno.json` `imports` entries `npm:name@version`. */
+function pinnedVersions(): Record<string, string> {
+  const imports = denoJson.imports as Record<string, string>;
+  const pins: Record<string, string> = {};
+  for (const name of DEV_DEPENDENCIES) {
+    const match = imports[name]?.match(/^npm:(@?[^@]+)@(\d+\.\d+\.\d+)$/);
+    if (!match || match[1] !== name) {
+      throw new Error(`deno.json imports must pin "${name}" as "npm:${name}@x.y.z"`);
+    }
+    pins[name] = match[2]!;
+  }
+  return pins;
+}
+
+function packageJson(): Record<string, unknown> {
+  return {
+    name: NPM_NAME,
+    version: denoJson.version,
+    description: "The SPICE vdagent protocol as composable Web Streams: " +
+      "the host side of QEMU's qemu-vdagent and the guest agent's side",
+    license: denoJson.license,
+    repository: { type: "git", url: `git+${REPOSITORY}.git` },
+    bugs: { url: `${REPOSITORY}/issues` },
+    homepage: `${REPOSITORY}#readme`,
+    keywords: ["spice", "vdagent", "qemu", "virtio-serial", "clipboard", "web-streams"],
+    type: "module",
+    exports: {
+      ".": { types: "./mod.d.ts", default: "./mod.js" },
+      "./package.json": "./package.json",
+    },
+    types: "./mod.d.ts",
+    files: ["mod.js", "mod.d.ts", "src/**/*.js", "src/**/*.d.ts"],
+    sideEffects: false,
+    engines: { node: ">=20" },
+    devDependencies: pinnedVersions(),
+  };
+}
+
+/** The strict options of `deno.json`, for every `tsc` run. */
+const strictOptions = denoJson.compilerOptions;
+
+/** `tsc` options for the library: ESM, declarations, web-platform types only. */
+function libraryConfig(): Record<string, unknown> {
+  return {
+    compilerOptions: {
+      ...strictOptions,
+      target: "ES2022",
+      module: "ES2022",
+      moduleResolution: "Bundler",
+      rewriteRelativeImportExtensions: true,
+      isolatedModules: true,
+      declaration: true,
+      // No runtime's types: a Deno or Node API in src/ fails to compile.
+      lib: ["ES2022", "DOM", "DOM.Iterable", "DOM.AsyncIterable"],
+      types: [],
+      rootDir: "..",
+      outDir: ".",
+      noEmitOnError: true,
+      newLine: "lf",
+    },
+    files: ["../mod.ts", "web_platform.d.ts"],
+    include: ["../src/**/*.ts"],
+  };
+}
+
+/** `tsc` options for the staged tests: Node's module rules, checked against the built `.d.ts`. */
+function testConfig(): Record<string, unknown> {
+  return {
+    compilerOptions: {
+      ...strictOptions,
+      target: "ES2022",
+      module: "NodeNext",
+      moduleResolution: "NodeNext",
+      isolatedModules: true,
+      // Node's types: TypeScript 5.9's DOM types lack ReadableStream.from.
+      lib: ["ES2022"],
+      types: ["node"],
+      // playwright-core's declarations need the DOM's; the tarball check
+      // below checks the package's own declarations.
+      skipLibCheck: true,
+      noEmitOnError: true,
+      newLine: "lf",
+    },
+    include: ["./**/*.ts"],
+  };
+}
+
+/**
+ * What TypeScript 5.9's DOM types lack and the runtimes have (Deno, Node 20,
+ * Chromium): a transformer's \`cancel\` (Streams spec, 2023). For the library
+ * compile only; no emitted declaration names it.
+ */
+const WEB_PLATFORM_D_TS = `interface Transformer<I = any, O = any> {
+  cancel?: (reason: any) => void | PromiseLike<void>;
+}
+`;
+
+const RELATIVE_TS = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.{1,2}\/[^"'\n]*?)\.ts\2/g;
+
+/** Rewrites relative `.ts` specifiers of imports and exports to `.js`. */
+function toJsSpecifiers(source: string): string {
+  return source.replace(RELATIVE_TS, "$1$2$3.js$2");
+}
+
+async function* walk(dir: URL): AsyncGenerator<URL> {
+  for await (const entry of Deno.readDir(dir)) {
+    const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
+    if (entry.isDirectory) yield* walk(url);
+    else if (entry.isFile) yield url;
+  }
+}
+
+/** `.d.ts` keep `.ts` specifiers (microsoft/TypeScript#61037); npm names the package differently. */
+async function fixEmitted(): Promise<number> {
+  let files = 0;
+  for await (const url of walk(out)) {
+    const path = url.pathname;
+    if (path.startsWith(`${outPath}node_modules/`)) continue;
+    if (!path.endsWith(".js") && !path.endsWith(".d.ts")) continue;
+    const text = await Deno.readTextFile(url);
+    const fixed = toJsSpecifiers(text).replaceAll('"@vdagent/streams"', `"${NPM_NAME}"`);
+    if (fixed !== text) await Deno.writeTextFile(url, fixed);
+    files++;
+  }
+  return files;
+}
+
+/** Copies `tests/` (but the Deno-only directories) to `npm/tests/` with `.js` specifiers. */
+async function stageTests(): Promise<string[]> {
+  const tests = new URL("tests/", root);
+  const testFiles: string[] = [];
+  for await (const url of walk(tests)) {
+    const rel = url.pathname.slice(tests.pathname.length);
+    if (DENO_ONLY_TESTS.some((dir) => rel.startsWith(`${dir}/`))) continue;
+    const target = new URL(`tests/${rel}`, out);
+    await Deno.mkdir(new URL("./", target), { recursive: true });
+    if (rel.endsWith(".ts")) {
+      await Deno.writeTextFile(target, toJsSpecifiers(await Deno.readTextFile(url)));
+      if (rel.endsWith("_test.ts")) testFiles.push(`tests/${rel.replace(/\.ts$/, ".js")}`);
+    } else {
+      await Deno.copyFile(url, target);
+    }
+  }
+  // Examples that tests run with Node resolve the package by its own name from here.
+  const examples = new URL("scripts/examples/", out);
+  await Deno.mkdir(examples, { recursive: true });
+  await Deno.copyFile(
+    new URL("scripts/examples/relay_node.mjs", root),
+    new URL("relay_node.mjs", examples),
+  );
+  return testFiles.sort();
+}
+
+const CONSUMER_ESM = `// Imports the installed tarball by name and runs a clipboard round trip.
+import assert from "node:assert/strict";
+import {
+  ClipboardType,
+  createGuestPipeline,
+  createHostPipeline,
+  Selection,
+  webSocketTransport,
+} from "${NPM_NAME}";
+
+const resolved = import.meta.resolve("${NPM_NAME}");
+assert.ok(resolved.endsWith("/node_modules/${NPM_NAME}/mod.js"), resolved);
+assert.equal(typeof webSocketTransport, "function");
+await assert.rejects(import("${NPM_NAME}/src/wire/_chunk_reader.js"), {
+  code: "ERR_PACKAGE_PATH_NOT_EXPORTED",
+});
+
+const toGuest = new TransformStream();
+const toHost = new TransformStream();
+let offered;
+const grabbed = new Promise((resolve) => offered = resolve);
+const host = createHostPipeline(
+  { readable: toHost.readable, writable: toGuest.writable },
+  { clipboard: { onGuestGrab: () => offered() } },
+);
+const guest = createGuestPipeline(
+  { readable: toGuest.readable, writable: toHost.writable },
+  { clipboard: { provide: () => new TextEncoder().encode("from the tarball") } },
+);
+guest.session.grab(Selection.CLIPBOARD, [ClipboardType.UTF8_TEXT]);
+await grabbed;
+const data = await host.session.request(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT);
+assert.equal(new TextDecoder().decode(data), "from the tarball");
+await host.close();
+await guest.done;
+console.log("consumer.mjs: imported ${NPM_NAME} by name and pasted:", new TextDecoder().decode(data));
+`;
+
+const CONSUMER_TS = `// Type-checks the installed tarball's declarations, imported by name.
+import {
+  ClipboardType,
+  createHostPipeline,
+  decodeMessage,
+  type HostPipeline,
+  type MessagePayload,
+  Selection,
+  type Transport,
+  VdagentProtocolError,
+  webSocketTransport,
+} from "${NPM_NAME}";
+
+declare const transport: Transport;
+declare const socket: WebSocket;
+const relay: HostPipeline = createHostPipeline(transport, { chunkSize: 1024 });
+const done: Promise<void> = relay.done;
+const fromSocket: Transport = webSocketTransport(socket);
+const requested: Promise<Uint8Array> = relay.session.request(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT);
+declare const payload: MessagePayload;
+const kind: string = payload.kind;
+const error = new VdagentProtocolError("TRUNCATED", "cut");
+const code: "TRUNCATED" | string = error.code;
+// The declarations are real types, not \`any\`: each line below must fail.
+// @ts-expect-error chunkSize is a number
+createHostPipeline(transport, { chunkSize: "big" });
+// @ts-expect-error decodeMessage takes an AgentMessage
+decodeMessage(new Uint8Array(4));
+export { code, done, fromSocket, kind, requested };
+`;
+
+/** Consumers' compiler settings: a Node project, and a browser project without Node's types. */
+function consumerConfig(typeRoots: string, node: boolean): Record<string, unknown> {
+  return {
+    compilerOptions: {
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      noUncheckedIndexedAccess: true,
+      target: "ES2022",
+      module: "NodeNext",
+      moduleResolution: "NodeNext",
+      lib: node ? ["ES2022"] : ["ES2022", "DOM", "DOM.Iterable", "DOM.AsyncIterable"],
+      types: node ? ["node"] : [],
+      typeRoots: [typeRoots],
+      skipLibCheck: false,
+      noEmit: true,
+    },
+    files: ["consumer.ts"],
+  };
+}
+
+async function checkTarball(tsc: string): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "vdagent-streams-consumer-" });
+  try {
+    const packOut = new TextDecoder().decode(
+      (await new Deno.Command("npm", {
+        args: ["pack", "--silent", "--pack-destination", tmp],
+        cwd: out,
+        stdin: "null",
+        stderr: "inherit",
+      }).output()).stdout,
+    ).trim().split("\n").at(-1)!;
+    const tarball = `${tmp}/${packOut}`;
+    await Deno.stat(tarball);
+    step(`packed ${packOut}`);
+    const project = `${tmp}/project`;
+    await Deno.mkdir(project);
+    await Deno.writeTextFile(
+      `${project}/package.json`,
+      JSON.stringify({ name: "consumer", private: true, type: "module" }, null, 2),
+    );
+    await must("npm", [
+      "install",
+      "--no-audit",
+      "--no-fund",
+      "--loglevel=error",
+      tarball,
+    ], project);
+    await Deno.writeTextFile(`${project}/consumer.mjs`, CONSUMER_ESM);
+    await must("node", ["consumer.mjs"], project);
+    await Deno.writeTextFile(`${project}/consumer.ts`, CONSUMER_TS);
+    const typeRoots = `${outPath}node_modules/@types`;
+    for (const node of [true, false]) {
+      const config = `tsconfig.${node ? "node" : "browser"}.json`;
+      await Deno.writeTextFile(
+        `${project}/${config}`,
+        JSON.stringify(consumerConfig(typeRoots, node), null, 2),
+      );
+      await must("node", [tsc, "--noEmit", "-p", config], project);
+      step(`consumer.ts type-checks against the tarball (${config})`);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+async function main(): Promise<number> {
+  await Deno.remove(out, { recursive: true }).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+  await Deno.mkdir(out);
+  await Deno.writeTextFile(
+    new URL("package.json", out),
+    JSON.stringify(packageJson(), null, 2) + "\n",
+  );
+  step("installing dev dependencies");
+  await must("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], out);
+  const tsc = `${outPath}node_modules/typescript/bin/tsc`;
+
+  step("compiling mod.ts and src/");
+  await Deno.writeTextFile(
+    new URL("tsconfig.lib.json", out),
+    JSON.stringify(libraryConfig(), null, 2),
+  );
+  await Deno.writeTextFile(new URL("web_platform.d.ts", out), WEB_PLATFORM_D_TS);
+  await must("node", [tsc, "-p", "tsconfig.lib.json"], out);
+  const emitted = await fixEmitted();
+  const readme = await Deno.readTextFile(new URL("README.md", root));
+  await Deno.writeTextFile(
+    new URL("README.md", out),
+    readme.replaceAll('"@vdagent/streams"', `"${NPM_NAME}"`),
+  );
+  await Deno.copyFile(new URL("LICENSE", root), new URL("LICENSE", out));
+  step(`emitted ${emitted} .js and .d.ts files`);
+
+  step("compiling the test suite against the build");
+  const testFiles = await stageTests();
+  await Deno.writeTextFile(
+    new URL("tests/tsconfig.json", out),
+    JSON.stringify(testConfig(), null, 2),
+  );
+  await must("node", [tsc, "-p", "tests/tsconfig.json"], out);
+
+  step("packing and importing the tarball by name");
+  await checkTarball(tsc);
+
+  step(`running ${testFiles.length} test files with node --test (${await nodeVersion()})`);
+  return await exec("node", ["--test", ...testFiles], out);
+}
+
+async function nodeVersion(): Promise<string> {
+  const { stdout } = await new Deno.Command("node", { args: ["--version"] }).output();
+  return `Node ${new TextDecoder().decode(stdout).trim()}`;
+}
+
+try {
+  Deno.exit(await main());
+} catch (error) {
+  console.error(`build:npm: ${error instanceof Error ? error.message : error}`);
+  Deno.exit(1);
+}

@@ -1,0 +1,66 @@
+// JSR readiness: `deno publish --dry-run` and the documentation of every
+// public symbol, run as `deno` subprocesses (Deno only).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+const root = new URL("../../", import.meta.url);
+
+async function deno(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder();
+  return { code, stdout: text.decode(stdout), stderr: text.decode(stderr) };
+}
+
+test("deno publish --dry-run passes the slow-types check and publishes only the library", async () => {
+  const { code, stdout, stderr } = await deno("publish", "--dry-run", "--allow-dirty");
+  const output = stdout + stderr;
+  assert.equal(code, 0, output);
+  assert.match(output, /Success Dry run complete/);
+  // Slow types and other problems are reported as warnings or errors.
+  assert.doesNotMatch(output, /^\s*(warning|error)/im);
+  const files = [...output.matchAll(/^\s*(file:\/\/\S+) \(/gm)]
+    .map((m) => m[1]!.slice(root.href.length));
+  for (const file of ["mod.ts", "README.md", "LICENSE", "src/pipeline/websocket_transport.ts"]) {
+    assert.ok(files.includes(file), `${file} is not published`);
+  }
+  assert.deepEqual(
+    files.filter((f) => !/^(mod\.ts|deno\.json|README\.md|LICENSE|src\/.+\.ts)$/.test(f)),
+    [],
+  );
+});
+
+test("every public symbol has JSDoc, and every exported value an asserting @example", async () => {
+  const lint = await deno("doc", "--lint", "mod.ts");
+  assert.equal(lint.code, 0, lint.stdout + lint.stderr);
+  const json = await deno("doc", "--json", "mod.ts");
+  assert.equal(json.code, 0, json.stderr);
+  interface Declaration {
+    kind: string;
+    jsDoc?: { doc?: string; tags?: { kind: string; doc?: string }[] };
+  }
+  const { nodes } = JSON.parse(json.stdout) as {
+    nodes: Record<string, { symbols: { name: string; declarations: Declaration[] }[] }>;
+  };
+  const symbols = Object.values(nodes)[0]!.symbols;
+  assert.ok(symbols.length > 50, `${symbols.length} symbols`);
+  const missing: string[] = [];
+  for (const { name, declarations } of symbols) {
+    for (const { kind, jsDoc } of declarations) {
+      if (!jsDoc?.doc) missing.push(`${name}: no JSDoc`);
+      // Deno std's rule: functions and classes carry examples; so do our constants.
+      if (kind === "interface" || kind === "typeAlias") continue;
+      const examples = (jsDoc?.tags ?? []).filter((tag) => tag.kind === "example");
+      if (examples.length === 0) missing.push(`${name}: no @example`);
+      for (const example of examples) {
+        if (!/```ts\n[\s\S]*assert[\s\S]*```/.test(example.doc ?? "")) {
+          missing.push(`${name}: an @example that asserts nothing`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(missing, []);
+});
