@@ -141,9 +141,12 @@ export function sameMessages(
   });
 }
 
-/** Resolves when `check` holds, polling the event loop; throws after about 2000 turns. */
+/**
+ * Resolves when `check` holds, polling the event loop. The limit of 20 000
+ * turns only keeps a broken run from hanging; nothing depends on timing.
+ */
 export async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < 20_000; i++) {
     if (check()) return;
     await new Promise((r) => setTimeout(r, 1));
   }

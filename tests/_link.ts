@@ -1,5 +1,13 @@
 // A one-way byte link for hand-off tests: what one side writes, the other
 // reads, with the test deciding where reads stop.
+import {
+  createHostPipeline,
+  type GuestSession,
+  type HostPipeline,
+  type HostPipelineOptions,
+} from "../mod.ts";
+import { PipelineRunner } from "../src/pipeline/_runner.ts";
+import { sessionInternals } from "../src/session/_internals.ts";
 
 /** A one-way byte link with a log of everything that crossed it. */
 export class Link {
@@ -75,4 +83,31 @@ export class Link {
       await new Promise<void>((resolve) => this.#wake = resolve);
     }
   }
+}
+
+/** One connection of a guest session that outlives its connections. */
+export interface GuestConnection {
+  /** The guest's end; `port.handOff(false, () => {})` closes it without ending the session. */
+  port: PipelineRunner;
+  /** The relay at the other end. */
+  relay: HostPipeline;
+}
+
+/**
+ * Connects `guest` to a new relay over fresh links, as the Linux agent's
+ * daemon reopens its port: the session and its serials survive, the
+ * reassembly state does not.
+ */
+export function connectGuest(
+  guest: GuestSession,
+  hostOptions: HostPipelineOptions,
+): GuestConnection {
+  const g2h = new Link();
+  const h2g = new Link();
+  const port = new PipelineRunner(sessionInternals.get(guest)!, {
+    readable: h2g.readable,
+    writable: g2h.writable,
+  }, {});
+  const relay = createHostPipeline({ readable: g2h.readable, writable: h2g.writable }, hostOptions);
+  return { port, relay };
 }

@@ -12,10 +12,8 @@ import {
   type HostPipeline,
   type HostPipelineOptions,
 } from "../mod.ts";
-import { PipelineRunner } from "../src/pipeline/_runner.ts";
-import { sessionInternals } from "../src/session/_internals.ts";
-import { Link } from "./_link.ts";
-import { prng, randBytes } from "./_helpers.ts";
+import { connectGuest, Link } from "./_link.ts";
+import { prng, randBytes, until } from "./_helpers.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
 const PNG = ClipboardType.IMAGE_PNG;
@@ -23,15 +21,6 @@ const text = (s: string) => new TextEncoder().encode(s);
 const PNG_BYTES = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
 const BIG = randBytes(prng(1), 3 * 1024 * 1024); // the guest's 3 MiB paste, in 2048-byte chunks
 const HOST_BIG = randBytes(prng(2), 300 * 1024); // the host's 300 KiB paste, written in 64 KiB pieces
-
-/** Resolves once `check` holds; the limit only keeps a broken run from hanging. */
-async function waitFor(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 20_000; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`Gave up waiting for ${what}`);
-}
 
 /** A short fingerprint of bytes, for transcripts. */
 function digest(bytes: Uint8Array): string {
@@ -157,42 +146,42 @@ async function exchange(
   const guestPaste = async (selection: number, type: number) =>
     guestEvents.push(`guest pasted ${digest(await guest.session.request(selection, type))}`);
 
-  await waitFor(
+  await until(
     () => relay.session.guestCaps !== undefined && guest.session.hostCaps !== undefined,
     "caps",
   );
   // Guest → host: text, then PRIMARY.
   guestData.set("0/1", text("guest text é ✓"));
   guest.session.grab(0, [TEXT]);
-  await waitFor(() => host.includes("guest grab 0 [1]"), "the guest's grab");
+  await until(() => host.includes("guest grab 0 [1]"), "the guest's grab");
   host.push(`host pasted ${digest(await hostPaste(0, TEXT))}`);
   guestData.set("1/1", text("primary"));
   guest.session.grab(1, [TEXT]);
-  await waitFor(() => host.includes("guest grab 1 [1]"), "the guest's PRIMARY grab");
+  await until(() => host.includes("guest grab 1 [1]"), "the guest's PRIMARY grab");
   host.push(`host pasted ${digest(await hostPaste(1, TEXT))}`);
   // Host → guest: text and PNG, and PRIMARY.
   hostData.set("0/1", text("host text"));
   hostData.set("0/2", PNG_BYTES);
   await onHost((r) => r.session.grab(0, [TEXT, PNG]));
-  await waitFor(() => guestEvents.includes("host grab 0 [1,2]"), "the host's grab");
+  await until(() => guestEvents.includes("host grab 0 [1,2]"), "the host's grab");
   await guestPaste(0, PNG);
   await guestPaste(0, TEXT);
   hostData.set("1/1", text("host primary"));
   await onHost((r) => r.session.grab(1, [TEXT]));
-  await waitFor(() => guestEvents.includes("host grab 1 [1]"), "the host's PRIMARY grab");
+  await until(() => guestEvents.includes("host grab 1 [1]"), "the host's PRIMARY grab");
   await guestPaste(1, TEXT);
   // Mouse.
   for (const [x, y, buttons] of [[1, 2, 0], [3, 4, 2], [5, 6, 0]] as const) {
     await onHost((r) => r.session.mouse({ x, y, buttons }));
   }
-  await waitFor(
+  await until(
     () => guestEvents.filter((e) => e.startsWith("mouse")).length === 3,
     "the mouse states",
   );
   // A guest paste pending while the host's provider works.
   hostData.set("2/1", text("slow secondary"));
   await onHost((r) => r.session.grab(2, [TEXT]));
-  await waitFor(() => guestEvents.includes("host grab 2 [1]"), "the host's SECONDARY grab");
+  await until(() => guestEvents.includes("host grab 2 [1]"), "the host's SECONDARY grab");
   slow = true;
   forceOnProvide = options.forced ?? false;
   await guestPaste(2, TEXT);
@@ -200,7 +189,7 @@ async function exchange(
   // The guest's 3 MiB paste, multi-chunk.
   guestData.set("0/1", BIG);
   guest.session.grab(0, [TEXT]);
-  await waitFor(
+  await until(
     () => host.filter((e) => e === "guest grab 0 [1]").length === 2,
     "the guest's second grab",
   );
@@ -210,7 +199,7 @@ async function exchange(
   // The host's 300 KiB paste, handed off while it is being written.
   hostData.set("0/1", HOST_BIG);
   await onHost((r) => r.session.grab(0, [TEXT]));
-  await waitFor(
+  await until(
     () => guestEvents.filter((e) => e === "host grab 0 [1]").length === 1,
     "the host's second grab",
   );
@@ -306,13 +295,13 @@ async function bothWays(
 ) {
   const before = events.length;
   guest.session.grab(selection, [TEXT]);
-  await waitFor(() => events.slice(before).includes(`guest grab ${selection}`), "the guest's grab");
+  await until(() => events.slice(before).includes(`guest grab ${selection}`), "the guest's grab");
   assert.equal(
     new TextDecoder().decode(await relay.session.request(selection, TEXT, { timeout: 0 })),
     `guest ${selection}`,
   );
   relay.session.grab(selection, [TEXT]);
-  await waitFor(
+  await until(
     () => events.slice(before).includes(`host grab ${selection} [1]`),
     "the host's grab",
   );
@@ -327,10 +316,10 @@ test("StateCheckpoint in minimal mode hands off at every message boundary, and t
   // of its byte stream. Minimal checkpoints carry the serials and ownership.
   const prelude = [0, 1, 0, 2, 1];
   const reference = rig();
-  await waitFor(() => reference.relay.session.guestCaps !== undefined, "caps");
+  await until(() => reference.relay.session.guestCaps !== undefined, "caps");
   reference.relay.session.grab(0, [TEXT]);
   for (const s of prelude) reference.guest.session.grab(s, [TEXT]);
-  await waitFor(() => reference.relay.session.guestOffer(1)?.serial === 1, "the last grab");
+  await until(() => reference.relay.session.guestOffer(1)?.serial === 1, "the last grab");
   const points = boundaries(reference.g2h.bytes());
   await reference.guest.close();
   assert.equal(points.length, 2 + prelude.length, "caps, caps, and a grab per copy");
@@ -352,11 +341,11 @@ test("StateCheckpoint in minimal mode hands off at every message boundary, and t
       });
       r.g2h.stopAt = undefined;
     };
-    await waitFor(() => relay.session.guestCaps !== undefined, "caps");
+    await until(() => relay.session.guestCaps !== undefined, "caps");
     relay.session.grab(0, [TEXT]);
     for (const s of prelude) r.guest.session.grab(s, [TEXT]);
     const end = points.at(-1)!;
-    await waitFor(
+    await until(
       () => r.g2h.stopAt === undefined && r.g2h.read >= end,
       `the hand-off at ${point}`,
     );
@@ -384,39 +373,31 @@ test("createHostPipeline with resume: reconnected keeps serials, re-grabs, and f
       provide: (s) => text(`guest ${s}`),
     },
   });
-  const connect = (hostOptions: HostPipelineOptions) => {
-    const g2h = new Link();
-    const h2g = new Link();
-    const port = new PipelineRunner(sessionInternals.get(guest)!, {
-      readable: h2g.readable,
-      writable: g2h.writable,
-    }, {});
-    const relay = createHostPipeline({ readable: g2h.readable, writable: h2g.writable }, {
-      ...hostOptions,
-      clipboard: {
-        provide: (s) => text(`host ${s}`),
-        onGuestGrab: (s) => void events.push(`guest grab ${s}`),
-      },
-    });
-    return { port, relay };
+  const hostOptions = {
+    clipboard: {
+      provide: (s: number) => text(`host ${s}`),
+      onGuestGrab: (s: number) => void events.push(`guest grab ${s}`),
+    },
   };
+  const connect = (options: HostPipelineOptions = {}) =>
+    connectGuest(guest, { ...hostOptions, ...options });
   const first = connect({});
-  await waitFor(() => first.relay.session.guestCaps !== undefined, "caps");
+  await until(() => first.relay.session.guestCaps !== undefined, "caps");
   guest.grab(1, [TEXT]);
   first.relay.session.grab(0, [TEXT]);
-  await waitFor(
+  await until(
     () => events.includes("guest grab 1") && events.includes("host grab 0 [1]"),
     "both grabs",
   );
   for (let i = 0; i < 3; i++) guest.grab(2, [TEXT]);
-  await waitFor(() => first.relay.session.guestOffer(2)?.serial === 2, "the guest's third grab");
+  await until(() => first.relay.session.guestOffer(2)?.serial === 2, "the guest's third grab");
   const checkpoint = await first.relay.checkpoint();
   // The port closes and reopens; the guest hears that the client went away.
   await first.port.handOff(false, () => {});
   const mark = events.length;
   const second = connect({ restore: checkpoint, resume: "reconnected" });
   guest.clientDisconnected();
-  await waitFor(
+  await until(
     () => events.slice(mark).includes("host grab 0 [1]"),
     "the host's grab, sent again",
   );
@@ -424,7 +405,7 @@ test("createHostPipeline with resume: reconnected keeps serials, re-grabs, and f
   assert.deepEqual(guest.serials, [2, 1, 3], "serials went on; nobody reset them");
   assert.equal(new TextDecoder().decode(await guest.request(0, TEXT)), "host 0");
   guest.grab(2, [TEXT]);
-  await waitFor(
+  await until(
     () => second.relay.session.guestOffer(2)?.serial === 3,
     "the guest's next grab, serial 3",
   );
@@ -452,14 +433,14 @@ test("createHostPipeline hands a guest paste pending in the checkpoint to the ne
         },
       },
     });
-    await waitFor(
+    await until(
       () => a.session.guestCaps !== undefined && guest.session.hostCaps !== undefined,
       "caps",
     );
     a.session.grab(0, [TEXT]);
-    await waitFor(() => guest.session.hostOffer(0) !== undefined, "the host's grab");
+    await until(() => guest.session.hostOffer(0) !== undefined, "the host's grab");
     const paste = guest.session.request(0, TEXT);
-    await waitFor(() => asked, "the paste to reach the provider");
+    await until(() => asked, "the paste to reach the provider");
     const checkpoint = await a.checkpoint();
     assert.deepEqual(decodeCheckpoint(checkpoint).selections[0].guestRequests, [TEXT]);
     const written = h2g.written;

@@ -491,7 +491,9 @@ export class HostSession
       }
     }
     this.#onGuestCaps?.(this.#guestCaps);
-    if (this.#maxClipboard !== undefined && hasCapability(caps, Capability.MAX_CLIPBOARD)) {
+    // Once per guest (re)start: its request=1 announcement, or the first one.
+    const start = request || !again;
+    if (start && this.#maxClipboard !== undefined && hasCapability(caps, Capability.MAX_CLIPBOARD)) {
       this.#send({ kind: "max_clipboard", max: this.#maxClipboard });
     }
     this.#flushMouse();
