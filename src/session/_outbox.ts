@@ -56,12 +56,10 @@ export class Outbox {
     this.#deliver(batch);
   }
 
-  /** Stops all output for good; returns what was queued but not delivered. */
-  seal(): AgentMessage[] {
-    const rest = this.#batch;
+  /** Stops all output for good; what was queued is dropped. */
+  seal(): void {
     this.#batch = [];
     this.#sealed = true;
-    return rest;
   }
 }
 

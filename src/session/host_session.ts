@@ -181,7 +181,7 @@ export class HostSession
     hostInternals.set(this, {
       snapshot: () => this.#snapshot(),
       restore: (state, reconnected) => this.#restore(state, reconnected),
-      seal: () => void outbox.seal(),
+      seal: () => outbox.seal(),
     });
     this.#onDiagnostic = options.onDiagnostic;
     this.#onMessage = options.onMessage;
@@ -493,7 +493,9 @@ export class HostSession
     this.#onGuestCaps?.(this.#guestCaps);
     // Once per guest (re)start: its request=1 announcement, or the first one.
     const start = request || !again;
-    if (start && this.#maxClipboard !== undefined && hasCapability(caps, Capability.MAX_CLIPBOARD)) {
+    if (
+      start && this.#maxClipboard !== undefined && hasCapability(caps, Capability.MAX_CLIPBOARD)
+    ) {
       this.#send({ kind: "max_clipboard", max: this.#maxClipboard });
     }
     this.#flushMouse();

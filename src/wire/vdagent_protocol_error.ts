@@ -12,7 +12,9 @@
  * - `CHUNK_OVERRUN`: a chunk is longer than the rest of its message.
  * - `TRUNCATED`: the input ended inside a chunk header, a chunk or a message.
  *
- * Peer errors raised by the sessions are added by later layers under the same class.
+ * Everything else a peer gets wrong is not fatal: payloads are flagged
+ * invalid by `decodeMessage`, and sessions report what they ignore as
+ * diagnostics.
  */
 export type VdagentProtocolErrorCode =
   | "UNKNOWN_PORT"
