@@ -1,6 +1,6 @@
 // The benchmark (issue 7), on Deno against the sources:
 //
-//   deno task bench            full run: Markdown to stdout, JSON + SVG to bench/results/
+//   deno task bench            full run (-A: only -A may reset the peak RSS in /proc): Markdown to stdout, JSON + SVG to bench/results/
 //   deno task bench --check    also evaluates the issue's targets; exits 1 naming a failing ratio
 //   deno task bench --quick    a short smoke run (tiny inputs, figures mean nothing)
 //

@@ -1,6 +1,13 @@
 // The benchmark, independent of the runtime: bench.ts (Deno) and
 // bench_node.ts (Node, npm build) pass in their runtime adapter and library.
-import { type BenchLibrary, type CaseDef, cases, memcpyCase, type Tally } from "./_cases.ts";
+import {
+  type BenchLibrary,
+  type CaseDef,
+  cases,
+  memcpyCase,
+  memcpyFreshCase,
+  type Tally,
+} from "./_cases.ts";
 import { buildFrameInput, frameCases } from "./_frame.ts";
 import { buildInputs, cut, type Expected, FULL, QUICK } from "./_inputs.ts";
 import { measure, median, spread } from "./_measure.ts";
@@ -83,6 +90,7 @@ function verify(id: string, t: Tally, e: Expected, reads: readonly Uint8Array[])
   const wire = reads.reduce((n, r) => n + r.length, 0);
   switch (id) {
     case "R0":
+    case "R0a":
     case "R1":
     case "R2":
       want("reads", t.items, reads.length);
@@ -154,6 +162,10 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
       const expected = prefix ? input.prefix.expected : input.expected;
       const reads = cut(bytes, read);
       const all: CaseDef[] = [memcpyCase(new Uint8Array(bytes.length)), ...cases(lib, expected)];
+      // Messages that span reads need a buffer of their own: a reference for the large inputs.
+      if (input.name === "multi" || input.name === "single") {
+        all.splice(1, 0, memcpyFreshCase(messageSize));
+      }
       const group: GroupResult = {
         input: input.name,
         description: input.description,
@@ -166,7 +178,7 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
         skipped: {},
       };
       const chosen = all.filter((c) => {
-        if (flags.cases && !flags.cases.includes(c.id) && c.id !== "R0" && c.id !== "R2") {
+        if (flags.cases && !flags.cases.includes(c.id) && !["R0", "R0a", "R2"].includes(c.id)) {
           return false;
         }
         const why = skipReason(c.id, input.name, read, messageSize);
@@ -279,7 +291,9 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
   await rt.writeText(`${stem}.svg`, chart(results));
   rt.print(`\nWrote ${stem}.json and ${stem}.svg`);
 
-  if (flags.check) {
+  if (flags.check && rt.name !== "deno") {
+    rt.print(`\nThe targets are set for Deno: on ${rt.name} they are reported, never failed.`);
+  } else if (flags.check) {
     const failed = results.checks.filter((c) => c.status === "FAIL");
     if (failed.length > 0) {
       rt.print(`\nFAILED targets: ${failed.map((c) => c.name).join("; ")}`);

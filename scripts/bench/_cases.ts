@@ -66,6 +66,38 @@ export function memcpyCase(target: Uint8Array): CaseDef {
   };
 }
 
+/**
+ * R0a: memcpy into fresh buffers of `size` bytes, a new one whenever the last
+ * is full: the copy a one-copy reader of messages of that size must make,
+ * with the allocation of each message's buffer (zeroing, page faults, and
+ * the garbage collector's freeing of the old ones) included.
+ */
+export function memcpyFreshCase(size: number): CaseDef {
+  return {
+    id: "R0a",
+    title: `Uint8Array.set of each read into fresh ${size}-byte buffers`,
+    run(reads) {
+      let target = new Uint8Array(size);
+      let at = 0;
+      let bytes = 0;
+      for (const read of reads) {
+        for (let i = 0; i < read.length;) {
+          if (at === size) {
+            target = new Uint8Array(size);
+            at = 0;
+          }
+          const n = Math.min(read.length - i, size - at);
+          target.set(n === read.length ? read : read.subarray(i, i + n), at);
+          at += n;
+          i += n;
+          bytes += n;
+        }
+      }
+      return Promise.resolve({ items: reads.length, bytes });
+    },
+  };
+}
+
 function byteSink(t: Tally): WritableStream<Uint8Array> {
   return new WritableStream({
     write(read) {

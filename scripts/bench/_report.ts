@@ -249,7 +249,8 @@ export function markdown(r: BenchResults): string {
     );
   }
   if (r.checks.length > 0) {
-    lines.push("### Targets (Deno)", "", "| target | result | |", "|---|---|---|");
+    const on = r.runtime === "deno" ? "" : `; informative on ${r.runtime}`;
+    lines.push(`### Targets (set for Deno${on})`, "", "| target | result | |", "|---|---|---|");
     for (const c of r.checks) lines.push(`| ${c.name} | ${c.status} | ${c.detail} |`);
     lines.push("");
   }

@@ -1,5 +1,5 @@
 // The benchmark's runtime adapter for Node (used by bench_node.ts against the npm build).
-import { arch, argv, execPath, exit, memoryUsage, platform, versions } from "node:process";
+import { arch, execPath, exit, memoryUsage, platform, versions } from "node:process";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
@@ -17,8 +17,11 @@ function status(): string | undefined {
   }
 }
 
-/** `entry` is the URL of the Node entry script, re-run by `spawnSelf`. */
-export function nodeRuntime(entry: string): BenchRuntime {
+/**
+ * `entry` is the URL of the Node entry script, re-run by `spawnSelf` with
+ * `fixed` before its arguments; `args` are the benchmark's own arguments.
+ */
+export function nodeRuntime(entry: string, fixed: string[], args: string[]): BenchRuntime {
   return {
     name: "node",
     versions: { node: versions.node, v8: versions.v8 },
@@ -28,7 +31,7 @@ export function nodeRuntime(entry: string): BenchRuntime {
       os: `${platform} ${arch}`,
       memoryMiB: Math.round(totalmem() / 1024 / 1024),
     }),
-    args: argv.slice(2),
+    args,
     gc: () => gc?.(),
     hasGc: gc !== undefined,
     rss: () => memoryUsage().rss,
@@ -64,7 +67,7 @@ export function nodeRuntime(entry: string): BenchRuntime {
     },
     spawnSelf(args) {
       return new Promise((resolve, reject) => {
-        const child = spawn(execPath, ["--expose-gc", fileURLToPath(entry), ...args]);
+        const child = spawn(execPath, ["--expose-gc", fileURLToPath(entry), ...fixed, ...args]);
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (d) => stdout += d);

@@ -12,10 +12,7 @@ test("bench --quick runs every case, verifies it and writes Markdown, JSON and S
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--allow-read",
-        "--allow-write",
-        "--allow-sys",
-        "--allow-run",
+        "-A",
         "--v8-flags=--expose-gc",
         "scripts/bench.ts",
         "--quick",
