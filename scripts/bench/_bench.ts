@@ -34,6 +34,7 @@ interface Flags {
   out: string;
   only: string[] | undefined;
   cases: string[] | undefined;
+  gcEveryMiB: number;
 }
 
 function parseFlags(args: readonly string[]): Flags {
@@ -45,6 +46,7 @@ function parseFlags(args: readonly string[]): Flags {
     out: "bench/results",
     only: undefined,
     cases: undefined,
+    gcEveryMiB: 0,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -55,6 +57,7 @@ function parseFlags(args: readonly string[]): Flags {
     else if (a === "--out") flags.out = args[++i]!;
     else if (a === "--only") flags.only = args[++i]!.split(",");
     else if (a === "--cases") flags.cases = args[++i]!.split(",");
+    else if (a === "--gc-every-mib") flags.gcEveryMiB = Number(args[++i]);
     else throw new RangeError(`Unknown argument ${a}; see scripts/bench.ts`);
   }
   return flags;
@@ -127,7 +130,12 @@ function verify(id: string, t: Tally, e: Expected, reads: readonly Uint8Array[])
 export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<number> {
   const flags = parseFlags(rt.args);
   if (flags.memoryOnly) {
-    const result = await memoryRun(rt, lib, flags.quick ? 64 * MiB : 1024 * MiB);
+    const result = await memoryRun(
+      rt,
+      lib,
+      flags.quick ? 64 * MiB : 1024 * MiB,
+      flags.gcEveryMiB * MiB,
+    );
     rt.print(JSON.stringify(result));
     return 0;
   }

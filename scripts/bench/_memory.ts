@@ -44,6 +44,8 @@ export async function memoryRun(
   rt: BenchRuntime,
   lib: BenchLibrary,
   total = 1024 * MiB,
+  /** For analysis: force a full GC after every this many input bytes (0: never). */
+  collectEvery = 0,
 ): Promise<MemoryResult> {
   const answers: Uint8Array[] = [];
   for (const [i, size] of SIZES.entries()) {
@@ -90,6 +92,12 @@ export async function memoryRun(
         read.set(current.subarray(at, at + n), fill);
         fill += n;
         at += n;
+      }
+      if (
+        collectEvery > 0 &&
+        Math.floor((sent + fill) / collectEvery) > Math.floor(sent / collectEvery)
+      ) {
+        rt.gc();
       }
       sent += fill;
       if (fill > 0) controller.enqueue(fill === read.length ? read : read.subarray(0, fill));
