@@ -14,7 +14,12 @@ const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replac
 export function chart(r: BenchResults): string {
   const inputs = [...new Set(r.groups.map((g) => g.input))];
   const reads = [...new Set(r.groups.map((g) => g.read))];
-  const ids = [...new Set(r.groups.flatMap((g) => Object.keys(g.results)))];
+  const order = ["R0", "R0a", "R1", "R2", "N", "D", "S", "F", "Fg", "C"];
+  const rank = (id: string) => (order.indexOf(id) + 1) || order.length + 1;
+  /** The cases measured on `input`, in a fixed order. */
+  const idsOf = (input: string) =>
+    [...new Set(r.groups.filter((g) => g.input === input).flatMap((g) => Object.keys(g.results)))]
+      .sort((a, b) => rank(a) - rank(b));
   const values = r.groups.flatMap((g) => Object.values(g.results).map((c) => c.mbps)).filter((v) =>
     v > 0
   );
@@ -23,9 +28,9 @@ export function chart(r: BenchResults): string {
   const left = 70, right = 30, width = 900, plot = width - left - right;
   const bar = 7, rowGap = 6, panelHead = 28;
   const rowHeight = reads.length * bar + rowGap;
-  const panelHeight = panelHead + ids.length * rowHeight + 10;
+  const panelHeight = (input: string) => panelHead + idsOf(input).length * rowHeight + 10;
   const top = 70;
-  const height = top + inputs.length * panelHeight + 40;
+  const height = top + inputs.reduce((h, input) => h + panelHeight(input), 0) + 40;
   const x = (v: number) =>
     left + plot * (Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo));
   const out: string[] = [];
@@ -48,8 +53,9 @@ export function chart(r: BenchResults): string {
       `<text x="${lx + 14}" y="57">${LABELS[read] ?? `${read} B reads`}</text>`,
     );
   });
+  let y0 = top;
   inputs.forEach((input, p) => {
-    const y0 = top + p * panelHeight;
+    const ids = idsOf(input);
     const desc = r.groups.find((g) => g.input === input)?.description ?? "";
     out.push(
       `<text x="${left}" y="${y0 + 16}" font-weight="bold">${esc(`${input}: ${desc}`)}</text>`,
@@ -90,6 +96,7 @@ export function chart(r: BenchResults): string {
         );
       });
     });
+    y0 += panelHeight(input);
   });
   out.push("</svg>");
   return out.join("\n") + "\n";
