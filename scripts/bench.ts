@@ -21,6 +21,7 @@ import { runBench } from "./bench/_bench.ts";
 import { denoRuntime } from "./bench/deno_runtime.ts";
 
 const code = await runBench(denoRuntime, {
+  source: "the sources (mod.ts)",
   ChunkDeframer,
   MessageAssembler,
   MessageFramer,

@@ -31,6 +31,7 @@ const [mod, chunks, messages] = await Promise.all([
   load("src/wire/_message_reader.js"),
 ]);
 const lib: BenchLibrary = {
+  source: `the build in ${dir}`,
   ChunkDeframer: mod.ChunkDeframer,
   MessageAssembler: mod.MessageAssembler,
   MessageFramer: mod.MessageFramer,

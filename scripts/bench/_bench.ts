@@ -146,6 +146,7 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
   const messageSize = flags.quick ? 64 * 1024 : MiB;
   const results: BenchResults = {
     runtime: rt.name,
+    library: lib.source,
     versions: rt.versions,
     machine: rt.machine(),
     date: new Date().toISOString(),

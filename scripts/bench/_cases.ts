@@ -8,6 +8,8 @@ import { NaiveDeframer } from "./naive_deframer.ts";
 
 /** The library, passed in so that Deno can use the sources and Node the npm build. */
 export interface BenchLibrary {
+  /** Where the library came from, recorded with the results. */
+  source: string;
   ChunkDeframer: typeof Mod.ChunkDeframer;
   MessageAssembler: typeof Mod.MessageAssembler;
   MessageFramer: typeof Mod.MessageFramer;

@@ -41,6 +41,8 @@ export interface Check {
 
 export interface BenchResults {
   runtime: string;
+  /** Where the library came from (sources, npm build). */
+  library: string;
   versions: Record<string, string>;
   machine: { cpu: string; cores: number; os: string; memoryMiB: number };
   date: string;
@@ -175,7 +177,7 @@ export function markdown(r: BenchResults): string {
   lines.push(
     `## vdagent-streams benchmark${r.quick ? " (quick smoke run: figures mean nothing)" : ""}`,
     "",
-    `${v}; ${r.machine.cpu}, ${r.machine.cores} cores, ${
+    `${v}; library: ${r.library}; ${r.machine.cpu}, ${r.machine.cores} cores, ${
       fmt(r.machine.memoryMiB / 1024, 0)
     } GiB, ${r.machine.os}; ${r.date}`,
     `${r.warmups} warm-ups and ${r.runs} timed runs per case, interleaved; medians. MB = 10⁶ bytes of wire input.`,
