@@ -3,6 +3,7 @@
 import { putU16, putU32, putU64 } from "../wire/_bytes.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import { WireFormat } from "../wire/wire_format.ts";
+import { allocate } from "./_slab.ts";
 import { FileXferStatus } from "./file_xfer_status.ts";
 import { MessageType } from "./message_type.ts";
 import { MonitorsConfigFlag } from "./monitors_config_flag.ts";
@@ -19,6 +20,10 @@ const encoder = new TextEncoder();
  * prefix, or a grab without types; a `TypeError` for a missing or extra grab
  * serial, or missing physical monitor sizes. `unknown` and `invalid` payloads
  * are written back raw.
+ *
+ * Payloads of up to 128 bytes are views into a buffer shared with other
+ * small payloads (it saves an allocation per message, which costs hundreds of
+ * nanoseconds in Deno), so index `data.buffer` with `data.byteOffset`.
  *
  * @param payload What to send.
  * @param options Negotiated layout.
@@ -44,7 +49,7 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
   switch (payload.kind) {
     case "mouse_state":
       type = MessageType.MOUSE_STATE;
-      d = new Uint8Array(13);
+      d = allocate(13);
       putU32(d, 0, u32(payload.x, "x"));
       putU32(d, 4, u32(payload.y, "y"));
       putU32(d, 8, u32(payload.buttons, "buttons"));
@@ -55,7 +60,7 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
       const flags = u32(payload.flags, "flags");
       const physical = (flags & MonitorsConfigFlag.PHYSICAL_SIZE) !== 0;
       const n = payload.monitors.length;
-      d = new Uint8Array(8 + (physical ? 24 : 20) * n);
+      d = allocate(8 + (physical ? 24 : 20) * n);
       putU32(d, 0, n);
       putU32(d, 4, flags);
       payload.monitors.forEach((m, i) => {
@@ -79,20 +84,20 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
     }
     case "reply":
       type = MessageType.REPLY;
-      d = new Uint8Array(8);
+      d = allocate(8);
       putU32(d, 0, u32(payload.messageType, "messageType"));
       putU32(d, 4, u32(payload.error, "error"));
       break;
     case "clipboard":
       type = MessageType.CLIPBOARD;
-      d = new Uint8Array(prefix + 4 + payload.data.length);
+      d = allocate(prefix + 4 + payload.data.length);
       putSelection(d, prefix, payload.selection);
       putU32(d, prefix, u32(payload.type, "type"));
       d.set(payload.data, prefix + 4);
       break;
     case "display_config":
       type = MessageType.DISPLAY_CONFIG;
-      d = new Uint8Array(8);
+      d = allocate(8);
       putU32(d, 0, u32(payload.flags, "flags"));
       putU32(d, 4, u32(payload.depth, "depth"));
       break;
@@ -102,7 +107,7 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
       if (caps.length === 0) {
         throw new RangeError("Cannot encode ANNOUNCE_CAPABILITIES: it needs at least one word");
       }
-      d = new Uint8Array(4 + 4 * caps.length);
+      d = allocate(4 + 4 * caps.length);
       putU32(d, 0, payload.request ? 1 : 0);
       caps.forEach((word, i) => putU32(d, 4 + 4 * i, u32(word, "caps word")));
       break;
@@ -120,7 +125,7 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
       if (payload.types.length === 0) {
         throw new RangeError("Cannot encode CLIPBOARD_GRAB: it needs at least one type");
       }
-      d = new Uint8Array(prefix + serial + 4 * payload.types.length);
+      d = allocate(prefix + serial + 4 * payload.types.length);
       putSelection(d, prefix, payload.selection);
       if (serial) putU32(d, prefix, u32(payload.serial!, "serial"));
       payload.types.forEach((t, i) => putU32(d, prefix + serial + 4 * i, u32(t, "type")));
@@ -128,19 +133,19 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
     }
     case "clipboard_request":
       type = MessageType.CLIPBOARD_REQUEST;
-      d = new Uint8Array(prefix + 4);
+      d = allocate(prefix + 4);
       putSelection(d, prefix, payload.selection);
       putU32(d, prefix, u32(payload.type, "type"));
       break;
     case "clipboard_release":
       type = MessageType.CLIPBOARD_RELEASE;
-      d = new Uint8Array(prefix);
+      d = allocate(prefix);
       putSelection(d, prefix, payload.selection);
       break;
     case "file_xfer_start": {
       type = MessageType.FILE_XFER_START;
       const text = encoder.encode(payload.metadata);
-      d = new Uint8Array(4 + text.length + 1);
+      d = allocate(4 + text.length + 1);
       putU32(d, 0, u32(payload.id, "id"));
       d.set(text, 4);
       break;
@@ -157,7 +162,7 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
       if (error !== undefined && result !== FileXferStatus.ERROR) {
         throw new TypeError("Cannot encode FILE_XFER_STATUS: error belongs to ERROR");
       }
-      d = new Uint8Array(freeSpace !== undefined ? 16 : error !== undefined ? 13 : 8);
+      d = allocate(freeSpace !== undefined ? 16 : error !== undefined ? 13 : 8);
       putU32(d, 0, u32(payload.id, "id"));
       putU32(d, 4, result);
       if (freeSpace !== undefined) putU64(d, 8, u64(freeSpace, "freeSpace"));
@@ -169,24 +174,24 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
     }
     case "file_xfer_data":
       type = MessageType.FILE_XFER_DATA;
-      d = new Uint8Array(12 + payload.data.length);
+      d = allocate(12 + payload.data.length);
       putU32(d, 0, u32(payload.id, "id"));
       putU64(d, 4, BigInt(payload.data.length));
       d.set(payload.data, 12);
       break;
     case "client_disconnected":
       type = MessageType.CLIENT_DISCONNECTED;
-      d = new Uint8Array(0);
+      d = allocate(0);
       break;
     case "max_clipboard":
       type = MessageType.MAX_CLIPBOARD;
-      d = new Uint8Array(4);
+      d = allocate(4);
       putU32(d, 0, i32(payload.max, "max"));
       break;
     case "audio_volume_sync": {
       type = MessageType.AUDIO_VOLUME_SYNC;
       const n = int(payload.volume.length, "channel count", 0, 0xff);
-      d = new Uint8Array(3 + 2 * n);
+      d = allocate(3 + 2 * n);
       d[0] = payload.playback ? 1 : 0;
       d[1] = payload.mute ? 1 : 0;
       d[2] = n;
@@ -196,7 +201,7 @@ export function encodeMessage(payload: MessagePayload, options: PayloadOptions =
     case "graphics_device_info": {
       type = MessageType.GRAPHICS_DEVICE_INFO;
       const addresses = payload.displays.map((x) => encoder.encode(x.deviceAddress));
-      d = new Uint8Array(4 + addresses.reduce((n, a) => n + 17 + a.length, 0));
+      d = allocate(4 + addresses.reduce((n, a) => n + 17 + a.length, 0));
       putU32(d, 0, payload.displays.length);
       let p = 4;
       payload.displays.forEach((x, i) => {

@@ -168,7 +168,14 @@ export class MessageReader implements ChunkSink {
       if (!this.#checkOnly) state.body = new Uint8Array(size);
     }
     if (i < end) {
-      state.body?.set(bytes.subarray(i, end), state.bodyFill);
+      // A whole input (MessageAssembler passes each chunk's data as is) is
+      // copied without a subarray view, which costs Deno about as much as
+      // copying a 2 KiB chunk: assembling 32 × 1 MiB from 2 KiB chunks took
+      // 8.3 → 6.5 ms (best of 30).
+      state.body?.set(
+        i === 0 && end === bytes.length ? bytes : bytes.subarray(i, end),
+        state.bodyFill,
+      );
       state.bodyFill += end - i;
     }
     if (

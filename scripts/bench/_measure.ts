@@ -1,0 +1,67 @@
+// Interleaved timing: warm-ups, then rounds in which every case runs once,
+// each round starting one case later, so drift on a shared machine spreads
+// over all cases instead of landing on one.
+import type { BenchRuntime } from "./_runtime.ts";
+
+/** Timings and memory of one case over its timed runs. */
+export interface Sample {
+  ms: number[];
+  /** Peak RSS during each run, bytes. */
+  peak: number[];
+  /** Peak RSS minus RSS before the run, bytes. */
+  rise: number[];
+}
+
+export interface Runnable {
+  id: string;
+  run(): Promise<unknown>;
+}
+
+export async function measure(
+  rt: BenchRuntime,
+  runnables: readonly Runnable[],
+  warmups: number,
+  runs: number,
+  /** Collect garbage before every run (a full GC; slow on a big heap). */
+  collect = true,
+): Promise<Map<string, Sample>> {
+  const gc = () => collect && rt.gc();
+  for (let w = 0; w < warmups; w++) {
+    for (const r of runnables) {
+      gc();
+      await r.run();
+    }
+  }
+  const samples = new Map<string, Sample>(
+    runnables.map((r) => [r.id, { ms: [], peak: [], rise: [] }]),
+  );
+  const n = runnables.length;
+  for (let round = 0; round < runs; round++) {
+    for (let k = 0; k < n; k++) {
+      const r = runnables[(round + k) % n]!;
+      gc();
+      const before = rt.rss();
+      rt.resetPeakRss();
+      const start = performance.now();
+      await r.run();
+      const ms = performance.now() - start;
+      const peak = rt.peakRss();
+      const s = samples.get(r.id)!;
+      s.ms.push(ms);
+      s.peak.push(peak);
+      s.rise.push(Math.max(0, peak - before));
+    }
+  }
+  return samples;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** (max − min) / median: how noisy the runs of one case were. */
+export function spread(values: readonly number[]): number {
+  return (Math.max(...values) - Math.min(...values)) / median(values);
+}
