@@ -55,6 +55,7 @@ export * from "./src/protocol/display_config_flag.ts";
 export * from "./src/protocol/monitors_config_flag.ts";
 export * from "./src/protocol/message_payload.ts";
 export * from "./src/protocol/decode_message.ts";
+export * from "./src/protocol/max_payload_size.ts";
 export * from "./src/protocol/encode_message.ts";
 export * from "./src/session/clipboard_error.ts";
 export * from "./src/session/clipboard_offer.ts";

@@ -1,12 +1,15 @@
 // This module is browser compatible.
 
 import { CheckpointError } from "../checkpoint/checkpoint_error.ts";
+import { maxPayloadSize } from "../protocol/max_payload_size.ts";
+import { MessageType } from "../protocol/message_type.ts";
 import type { SessionInternals } from "../session/_internals.ts";
+import type { SessionLimits } from "../session/session_limits.ts";
 import { ChunkReader } from "../wire/_chunk_reader.ts";
 import { framedSize, writeFrames } from "../wire/_frame_writer.ts";
 import { inboundBytes } from "../wire/_inbound_state.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
-import { MessageReader } from "../wire/_message_reader.ts";
+import { agentMessage, MessageReader } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import type { TransferProgress } from "../wire/transfer_progress.ts";
 import { WireFormat } from "../wire/wire_format.ts";
@@ -95,9 +98,26 @@ export class PipelineRunner {
     this.#onProgress = options.onProgress;
     this.#onChange = options.onChange;
     this.#session = session;
+    // A message over the bound of its type is skipped as it arrives, without
+    // being kept, and reaches the session flagged (it decodes as invalid).
+    const limits = options as SessionLimits;
+    const bounds: number[] = [];
+    for (const type of Object.values(MessageType)) bounds[type] = maxPayloadSize(type, limits);
     this.#messages = new MessageReader(
-      (port, type, opaque, data) => session.receive({ port, type, opaque, data }),
-      { maxMessageSize, copy: options.copy ?? false, onProgress: options.onProgress },
+      (port, type, opaque, data, skipped) =>
+        session.receive(agentMessage(port, type, opaque, data, skipped)),
+      {
+        maxMessageSize,
+        copy: options.copy ?? false,
+        onProgress: options.onProgress,
+        maxSizeFor: (type) => bounds[type] ?? Infinity,
+        maxBuffered: checkLimit(
+          "pipeline",
+          "maxBuffered",
+          options.maxBuffered,
+          maxMessageSize,
+        ),
+      },
     );
     this.#chunks = new ChunkReader(this.#messages, {
       maxChunkSize: maxMessageSize + WireFormat.MESSAGE_HEADER_SIZE,

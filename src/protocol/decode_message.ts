@@ -30,6 +30,10 @@ const decoder = new TextDecoder();
  * agents ignore such messages, and the stream stays in sync. A type this
  * library does not know comes back as `{ kind: "unknown" }` with its bytes.
  *
+ * A message an assembler skipped because it was over the size bound of its
+ * type (`skipped` set, see `maxPayloadSize`) is invalid: `TOO_MANY_TYPES`
+ * for a grab, `TOO_MANY_CAPS` for capabilities, `PAYLOAD_SIZE` otherwise.
+ *
  * Byte fields (`data`) are views into `message.data`.
  *
  * @param message A message's type and payload, e.g. an `AgentMessage`.
@@ -51,10 +55,11 @@ const decoder = new TextDecoder();
  * ```
  */
 export function decodeMessage(
-  message: { type: number; data: Uint8Array },
+  message: { type: number; data: Uint8Array; skipped?: number | undefined },
   options: PayloadOptions = {},
 ): MessagePayload {
   const { type, data: d } = message;
+  if (message.skipped !== undefined) return skipped(type, d, message.skipped, options);
   const size = d.length;
   const prefix = options.selection ? 4 : 0;
   const selection = prefix ? d[0] ?? 0 : 0;
@@ -271,6 +276,46 @@ export function decodeMessage(
     default:
       return { kind: "unknown", type, data: d };
   }
+}
+
+/** A message skipped unread for being over its type's size bound. */
+function skipped(
+  type: number,
+  data: Uint8Array,
+  size: number,
+  options: PayloadOptions,
+): InvalidPayload {
+  const note = `; its ${size} bytes were skipped unread`;
+  if (type === MessageType.CLIPBOARD_GRAB) {
+    const max = checkLimit("decoder", "maxGrabTypes", options.maxGrabTypes, DEFAULT_MAX_GRAB_TYPES);
+    const head = (options.selection ? 4 : 0) + (options.grabSerial ? 4 : 0);
+    const count = Math.max(0, size - head) >>> 2;
+    if (count > max) {
+      return invalid(
+        type,
+        data,
+        "TOO_MANY_TYPES",
+        `${count} types exceed the maximum of ${max}${note}`,
+      );
+    }
+  } else if (type === MessageType.ANNOUNCE_CAPABILITIES) {
+    const max = checkLimit("decoder", "maxCapsWords", options.maxCapsWords, DEFAULT_MAX_CAPS_WORDS);
+    const count = Math.max(0, size - 4) >>> 2;
+    if (count > max) {
+      return invalid(
+        type,
+        data,
+        "TOO_MANY_CAPS",
+        `${count} capability words exceed the maximum of ${max}${note}`,
+      );
+    }
+  }
+  return invalid(
+    type,
+    data,
+    "PAYLOAD_SIZE",
+    `${typeName(type)} of ${size} bytes is over the size bound of its type${note}`,
+  );
 }
 
 function invalid(

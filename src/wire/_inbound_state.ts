@@ -13,8 +13,9 @@ import { WireFormat } from "./wire_format.ts";
  *
  * Each port's partial message becomes one chunk holding what arrived of it.
  * When a chunk is in progress, the part of it already read is held back and
- * put last, behind a header declaring the whole chunk's size, so the rest of
- * that chunk, still to come from the peer, continues it.
+ * put last, behind a header declaring that part plus the rest of the chunk,
+ * still to come from the peer, which continues it. (A skipped message comes
+ * back shortened, see `MessageReader.partial`, so less of it may be held.)
  */
 export function inboundBytes(chunks: ChunkReader, messages: MessageReader): Uint8Array {
   const parts: Uint8Array[] = [];
@@ -23,12 +24,12 @@ export function inboundBytes(chunks: ChunkReader, messages: MessageReader): Uint
   let tail: Uint8Array = new Uint8Array(0);
   for (const port of [WireFormat.CLIENT_PORT, WireFormat.SERVER_PORT]) {
     const partial = messages.partial(port);
-    const held = inChunk && port === current.port ? current.consumed : 0;
+    const held = inChunk && port === current.port ? Math.min(current.consumed, partial.length) : 0;
     const prefix = partial.subarray(0, partial.length - held);
     if (held > 0) tail = partial.subarray(partial.length - held);
     if (prefix.length > 0) parts.push(chunkHeader(port, prefix.length), prefix);
   }
-  if (inChunk) parts.push(chunkHeader(current.port, current.consumed + chunks.remaining), tail);
+  if (inChunk) parts.push(chunkHeader(current.port, tail.length + chunks.remaining), tail);
   parts.push(chunks.partialHeader());
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;

@@ -3,20 +3,37 @@
 import { toU64, ViewCache } from "./_bytes.ts";
 import type { ChunkSink } from "./_chunk_reader.ts";
 import { VdagentProtocolError } from "./vdagent_protocol_error.ts";
+import type { AgentMessage } from "./agent_message.ts";
 import type { TransferProgress } from "./transfer_progress.ts";
 import { WireFormat } from "./wire_format.ts";
 
 /**
  * Called once per complete message. `data` is a view into the input when the
  * whole message arrived in one chunk of one input (unless `copy` is set), and
- * a buffer the reader allocated otherwise.
+ * a buffer the reader allocated otherwise. `skipped` is set when the payload
+ * was over `maxSizeFor(type)` and was skipped unread: it is the payload size
+ * the header declared, and `data` is empty.
  */
 export type MessageHandler = (
   port: number,
   type: number,
   opaque: bigint,
   data: Uint8Array,
+  skipped: number | undefined,
 ) => void;
+
+/** The message a {@linkcode MessageHandler} gets, as an `AgentMessage`. */
+export function agentMessage(
+  port: number,
+  type: number,
+  opaque: bigint,
+  data: Uint8Array,
+  skipped: number | undefined,
+): AgentMessage {
+  return skipped === undefined
+    ? { port, type, opaque, data }
+    : { port, type, opaque, data, skipped };
+}
 
 /** Options of a {@linkcode MessageReader}. */
 export interface MessageReaderOptions {
@@ -33,6 +50,18 @@ export interface MessageReaderOptions {
    * allocated for them; the handler gets empty data.
    */
   checkOnly?: boolean;
+  /**
+   * The largest payload a message of `type` may have, known at its header. A
+   * message over it (but within `maxMessageSize`) is skipped as it arrives:
+   * nothing is allocated for it, and it is delivered with `skipped` set.
+   * Default: no bound but `maxMessageSize`.
+   */
+  maxSizeFor?: ((type: number) => number) | undefined;
+  /**
+   * Most payload bytes held at once for messages in progress, summed over both
+   * ports, checked before allocating. Default `maxMessageSize`.
+   */
+  maxBuffered?: number | undefined;
 }
 
 /** Bytes between two progress reports of one message. */
@@ -54,12 +83,17 @@ class PortState {
   bodyFill = 0;
   /** `bodyFill` at the last progress report. */
   reported = 0;
+  /** The payload is over its type's bound: counted, not kept. */
+  skip = false;
+  /** The bound it is over, when `skip`. */
+  bound = 0;
 
   reset(): void {
     this.headerFill = 0;
     this.body = undefined;
     this.bodyFill = 0;
     this.reported = 0;
+    this.skip = false;
   }
 }
 
@@ -69,7 +103,9 @@ class PortState {
  *
  * A message that lies inside one chunk of one input is handed out as a view;
  * any other message is copied once into a buffer of exactly its size,
- * allocated after the size was checked.
+ * allocated after the size was checked against `maxMessageSize` and the
+ * bytes already held against `maxBuffered`. A message over its type's bound
+ * (`maxSizeFor`) is not kept at all.
  */
 export class MessageReader implements ChunkSink {
   readonly #handler: MessageHandler;
@@ -78,6 +114,10 @@ export class MessageReader implements ChunkSink {
   readonly #onProgress: ((progress: TransferProgress) => void) | undefined;
   readonly #progressThreshold: number;
   readonly #checkOnly: boolean;
+  readonly #maxSizeFor: ((type: number) => number) | undefined;
+  readonly #maxBuffered: number;
+  /** Bytes allocated for messages in progress, both ports. */
+  #buffered = 0;
   readonly #ports = [new PortState(), new PortState(), new PortState()];
   readonly #views = new ViewCache();
   #port = 0;
@@ -93,6 +133,13 @@ export class MessageReader implements ChunkSink {
     this.#onProgress = options.onProgress;
     this.#progressThreshold = options.progressThreshold ?? 1024 * 1024;
     this.#checkOnly = options.checkOnly ?? false;
+    this.#maxSizeFor = options.maxSizeFor;
+    this.#maxBuffered = options.maxBuffered ?? options.maxMessageSize;
+  }
+
+  /** Payload bytes allocated for messages in progress, summed over both ports. */
+  get buffered(): number {
+    return this.#buffered;
   }
 
   /** Starts a chunk of `size` bytes on `port` (1 or 2). */
@@ -155,17 +202,33 @@ export class MessageReader implements ChunkSink {
       if (inChunk > size) this.#overrun(port, type, inChunk, size, this.#chunkOffset);
       state.opaque = toU64(view.getUint32(at + 8, true), view.getUint32(at + 12, true));
       state.size = size;
-      if (end - i === size) {
+      const bound = this.#maxSizeFor?.(type) ?? Infinity;
+      if (size > bound) {
+        state.skip = true;
+        state.bound = bound;
+      } else if (end - i === size) {
         state.reset();
         this.#handler(
           port,
           type,
           state.opaque,
           this.#copy ? bytes.slice(i, end) : bytes.subarray(i, end),
+          undefined,
         );
         return;
+      } else if (!this.#checkOnly) {
+        if (size > this.#maxBuffered - this.#buffered) {
+          throw new VdagentProtocolError(
+            "BUFFER_FULL",
+            `Cannot assemble message: ${size} more payload bytes on port ${port} would hold ${
+              this.#buffered + size
+            } across ports, over the maximum of ${this.#maxBuffered}`,
+            { offset: state.headerOffset, port, type },
+          );
+        }
+        this.#buffered += size;
+        state.body = new Uint8Array(size);
       }
-      if (!this.#checkOnly) state.body = new Uint8Array(size);
     }
     if (i < end) {
       // A whole input (MessageAssembler passes each chunk's data as is) is
@@ -179,7 +242,7 @@ export class MessageReader implements ChunkSink {
       state.bodyFill += end - i;
     }
     if (
-      this.#onProgress !== undefined && state.size > this.#progressThreshold &&
+      this.#onProgress !== undefined && state.size > this.#progressThreshold && !state.skip &&
       (state.bodyFill - state.reported >= PROGRESS_STEP || state.bodyFill === state.size)
     ) {
       state.reported = state.bodyFill;
@@ -193,8 +256,10 @@ export class MessageReader implements ChunkSink {
     }
     if (state.bodyFill === state.size) {
       const body = state.body ?? new Uint8Array(0);
+      const skipped = state.skip ? state.size : undefined;
+      if (state.body !== undefined) this.#buffered -= state.body.length;
       state.reset();
-      this.#handler(port, state.type, state.opaque, body);
+      this.#handler(port, state.type, state.opaque, body, skipped);
     }
   }
 
@@ -206,18 +271,24 @@ export class MessageReader implements ChunkSink {
   /**
    * The bytes of the message in progress on `port` received so far, header
    * included, as they were on the wire; empty if none is in progress.
+   *
+   * A message being skipped was not kept: it comes back as its header and
+   * zeros, at most one byte more than its bound, with the header's size
+   * reduced by the bytes left out, so that its rest, pushed after these
+   * bytes into a reader with the same bound, is skipped too.
    */
   partial(port: number): Uint8Array {
     const state = this.#ports[port]!;
     if (state.headerFill < WireFormat.MESSAGE_HEADER_SIZE) {
       return state.header.slice(0, state.headerFill);
     }
-    const out = new Uint8Array(WireFormat.MESSAGE_HEADER_SIZE + state.bodyFill);
+    const kept = state.skip ? Math.min(state.bodyFill, state.bound + 1) : state.bodyFill;
+    const out = new Uint8Array(WireFormat.MESSAGE_HEADER_SIZE + kept);
     const view = new DataView(out.buffer);
     view.setUint32(0, WireFormat.PROTOCOL, true);
     view.setUint32(4, state.type, true);
     view.setBigUint64(8, state.opaque, true);
-    view.setUint32(16, state.size, true);
+    view.setUint32(16, state.size - (state.bodyFill - kept), true);
     if (state.body !== undefined) {
       out.set(state.body.subarray(0, state.bodyFill), WireFormat.MESSAGE_HEADER_SIZE);
     }

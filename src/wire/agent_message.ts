@@ -11,6 +11,12 @@ export interface AgentMessage {
   type: number;
   /** The header's u64 `opaque` field; QEMU and the Linux agent send 0. */
   opaque: bigint;
-  /** The payload, without the 20-byte header. */
+  /** The payload, without the 20-byte header; empty when `skipped` is set. */
   data: Uint8Array;
+  /**
+   * Set when the payload was over the size bound for its type (the
+   * assembler's `maxSizeFor`) and was skipped unread: the payload size the
+   * header declared. `decodeMessage` returns such a message as invalid.
+   */
+  skipped?: number;
 }

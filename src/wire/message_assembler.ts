@@ -3,7 +3,7 @@
 import { batchOf } from "./_batch.ts";
 import { checkChunkHeader } from "./_chunk_reader.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "./_limits.ts";
-import { MessageReader } from "./_message_reader.ts";
+import { agentMessage, MessageReader } from "./_message_reader.ts";
 import type { AgentMessage } from "./agent_message.ts";
 import type { TransferProgress } from "./transfer_progress.ts";
 import type { VdiChunk } from "./vdi_chunk.ts";
@@ -26,6 +26,22 @@ export interface MessageAssemblerOptions {
    * so a UI can show progress on a big paste.
    */
   onProgress?: (progress: TransferProgress) => void;
+  /**
+   * The largest payload a message of `type` may have, known at its header,
+   * e.g. `(type) => maxPayloadSize(type)`. A message over it (but within
+   * `maxMessageSize`) is skipped as its chunks arrive, without being kept,
+   * and emitted with `skipped` set to its declared size and empty `data`: a
+   * grab of 10 million types costs no memory. Default: no bound but
+   * `maxMessageSize`.
+   */
+  maxSizeFor?: (type: number) => number;
+  /**
+   * Most payload bytes held at once for messages spread over several chunks,
+   * summed over both ports (each may have one in progress), checked before
+   * allocating; over it the stream errors with `BUFFER_FULL`. Default
+   * `maxMessageSize`.
+   */
+  maxBuffered?: number;
 }
 
 /**
@@ -38,9 +54,9 @@ export interface MessageAssemblerOptions {
  * size was checked against `maxMessageSize`.
  *
  * Errors are `VdagentProtocolError`s: `BAD_PROTOCOL` (header protocol ≠ 1),
- * `MESSAGE_TOO_LARGE`, `CHUNK_OVERRUN` (a chunk longer than the rest of its
- * message), `UNKNOWN_PORT`, `EMPTY_CHUNK`, and `TRUNCATED` when the input ends
- * inside a message. Offsets count bytes as on the wire, headers included.
+ * `MESSAGE_TOO_LARGE`, `BUFFER_FULL` (over `maxBuffered`), `CHUNK_OVERRUN` (a
+ * chunk longer than the rest of its message), `UNKNOWN_PORT`, `EMPTY_CHUNK`,
+ * and `TRUNCATED` when the input ends inside a message. Offsets count bytes as on the wire, headers included.
  * Payloads are not interpreted here: decode them with `decodeMessage`.
  *
  * @example Reassembling a message sent in two chunks
@@ -72,10 +88,27 @@ export class MessageAssembler
       DEFAULT_MAX_MESSAGE_SIZE,
       0xffff_ffff,
     );
+    const maxBuffered = checkLimit(
+      "MessageAssembler",
+      "maxBuffered",
+      options.maxBuffered,
+      maxMessageSize,
+    );
+    const maxSizeFor = options.maxSizeFor;
+    if (maxSizeFor !== undefined && typeof maxSizeFor !== "function") {
+      throw new TypeError("Cannot create MessageAssembler: maxSizeFor must be a function");
+    }
     let out: AgentMessage[] = [];
     const reader = new MessageReader(
-      (port, type, opaque, data) => out.push({ port, type, opaque, data }),
-      { maxMessageSize, copy: options.copy ?? false, onProgress: options.onProgress },
+      (port, type, opaque, data, skipped) =>
+        out.push(agentMessage(port, type, opaque, data, skipped)),
+      {
+        maxMessageSize,
+        copy: options.copy ?? false,
+        onProgress: options.onProgress,
+        maxSizeFor,
+        maxBuffered,
+      },
     );
     let offset = 0;
     super({

@@ -10,6 +10,8 @@
  * - `BAD_PROTOCOL`: a message header's `protocol` is not 1.
  * - `MESSAGE_TOO_LARGE`: a message header declares more than `maxMessageSize` payload bytes.
  * - `CHUNK_OVERRUN`: a chunk is longer than the rest of its message.
+ * - `BUFFER_FULL`: a message in progress would take the bytes held for
+ *   messages in progress, summed over both ports, over `maxBuffered`.
  * - `TRUNCATED`: the input ended inside a chunk header, a chunk or a message.
  *
  * Everything else a peer gets wrong is not fatal: payloads are flagged
@@ -23,6 +25,7 @@ export type VdagentProtocolErrorCode =
   | "BAD_PROTOCOL"
   | "MESSAGE_TOO_LARGE"
   | "CHUNK_OVERRUN"
+  | "BUFFER_FULL"
   | "TRUNCATED";
 
 /** Where a {@linkcode VdagentProtocolError} happened, when known. */
