@@ -48,3 +48,9 @@ export function countAllocations(): { stop(): Allocations; peek(): Allocations }
     },
   };
 }
+
+/** Ends a measurement a failed run left running. */
+export function stopCounting(): void {
+  (globalThis as { Uint8Array: unknown }).Uint8Array = Original;
+  current = undefined;
+}

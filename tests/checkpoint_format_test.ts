@@ -6,6 +6,7 @@ import {
   decodeCheckpoint,
   describeCheckpoint,
   encodeCheckpoint,
+  type SelectionState,
 } from "../mod.ts";
 import { chunk, concat, message, prng, randInt, u32s } from "./_helpers.ts";
 
@@ -110,20 +111,28 @@ test("decodeCheckpoint inverts encodeCheckpoint for random states", () => {
   const set = (t: number[]) => [...new Set(t)].sort((a, b) => a - b);
   for (let i = 0; i < 300; i++) {
     const lossless = rand() < 0.5;
+    // Both sides have CLIPBOARD_SELECTION (bit 6), or the guest has not
+    // announced yet: only then may PRIMARY and SECONDARY hold state.
+    const guest = rand() < 0.8;
     const selection = () => ({
       lastSerial: randInt(rand, 0, 2 ** 32 - 1),
       ...(rand() < 0.5 ? { hostOffer: set(types()) } : {}),
-      guestRequests: rand() < 0.5 ? set(types()) : [],
-      ...(lossless && rand() < 0.5
+      guestRequests: guest && rand() < 0.5 ? set(types()) : [],
+      ...(guest && lossless && rand() < 0.5
         ? { guestOffer: { serial: randInt(rand, 0, 9), types: types() } }
         : {}),
-      ...(lossless ? { hostRequests: rand() < 0.5 ? types() : [] } : {}),
+      ...(lossless ? { hostRequests: guest && rand() < 0.5 ? types() : [] } : {}),
     });
     const state: CheckpointState = {
       mode: lossless ? "lossless" : "minimal",
-      hostCaps: [randInt(rand, 0, 2 ** 32 - 1)],
-      ...(rand() < 0.8
-        ? { guestCaps: Array.from({ length: randInt(rand, 1, 16) }, () => randInt(rand, 0, 99)) }
+      hostCaps: [(randInt(rand, 0, 2 ** 32 - 1) | 0x40) >>> 0],
+      ...(guest
+        ? {
+          guestCaps: Array.from(
+            { length: randInt(rand, 1, 16) },
+            (_, i) => randInt(rand, 0, 99) | (i === 0 ? 0x40 : 0),
+          ),
+        }
         : {}),
       selections: [selection(), selection(), selection()],
       ...(lossless && rand() < 0.5
@@ -135,6 +144,40 @@ test("decodeCheckpoint inverts encodeCheckpoint for random states", () => {
     };
     assert.deepEqual(decodeCheckpoint(encodeCheckpoint(state)), state, `state ${i}`);
   }
+});
+
+test("decodeCheckpoint refuses clipboard state on PRIMARY or SECONDARY without CLIPBOARD_SELECTION", () => {
+  // Found by the fuzzer: restoring it made the session lay out a release for
+  // selection 1 without the selection prefix, and createHostPipeline threw
+  // a RangeError.
+  const empty: SelectionState = { lastSerial: 0, guestRequests: [] };
+  const withRequest: SelectionState = { lastSerial: 0, guestRequests: [1] };
+  const state = (guestCaps: number[], s1: SelectionState) =>
+    encodeCheckpoint({
+      mode: "minimal",
+      hostCaps: [0x40],
+      guestCaps,
+      selections: [empty, s1, empty],
+    });
+  assert.throws(
+    () => decodeCheckpoint(state([0], withRequest)),
+    (e) =>
+      e instanceof CheckpointError && e.code === "MALFORMED" &&
+      e.message ===
+        "Cannot decode checkpoint: selection 1 has clipboard state, but CLIPBOARD_SELECTION is not negotiated",
+  );
+  assert.throws(
+    () => decodeCheckpoint(state([0], { ...empty, hostOffer: [1] })),
+    CheckpointError,
+  );
+  assert.equal(decodeCheckpoint(state([0x40], withRequest)).selections[1].guestRequests[0], 1);
+  // A host offer made before the guest announced itself is a real state.
+  const early = encodeCheckpoint({
+    mode: "minimal",
+    hostCaps: [0x40],
+    selections: [empty, { ...empty, hostOffer: [1] }, empty],
+  });
+  assert.deepEqual(decodeCheckpoint(early).selections[1].hostOffer, [1]);
 });
 
 test("encodeCheckpoint keeps a minimal checkpoint within 64 bytes", () => {

@@ -2,6 +2,8 @@
 
 import type { ClipboardOffer } from "../session/clipboard_offer.ts";
 import type { MouseSnapshot, SelectionState } from "../session/host_session_state.ts";
+import { Capability } from "../protocol/capability.ts";
+import { hasCapability } from "../protocol/has_capability.ts";
 import { ChunkReader } from "../wire/_chunk_reader.ts";
 import { MessageReader } from "../wire/_message_reader.ts";
 import { checkLimit } from "../wire/_limits.ts";
@@ -236,6 +238,7 @@ export function decodeCheckpoint(
     }
     requests.forEach((hostRequests, s) => selections[s] = { ...selections[s]!, hostRequests });
   }
+  checkSelections(hostCaps, guestCaps, selections);
   let mouse: MouseSnapshot | undefined;
   const mouseBytes = sections.get(Section.MOUSE);
   if (mouseBytes !== undefined) {
@@ -271,6 +274,33 @@ export function decodeCheckpoint(
       wire: { inbound, outbound: (sections.get(Section.OUTBOUND) ?? new Uint8Array(0)).slice() },
     }),
   };
+}
+
+/**
+ * Clipboard state on PRIMARY or SECONDARY needs CLIPBOARD_SELECTION on both
+ * sides (a host offer may also predate the guest's capabilities): a session
+ * never holds it otherwise, and restoring it would send messages that
+ * cannot be laid out.
+ */
+function checkSelections(
+  hostCaps: readonly number[],
+  guestCaps: readonly number[],
+  selections: readonly SelectionState[],
+): void {
+  const bit = Capability.CLIPBOARD_SELECTION;
+  if (hasCapability(hostCaps, bit) && hasCapability(guestCaps, bit)) return;
+  for (let s = 1; s < 3; s++) {
+    const state = selections[s]!;
+    if (
+      state.guestRequests.length > 0 || state.guestOffer !== undefined ||
+      (state.hostRequests?.length ?? 0) > 0 ||
+      (state.hostOffer !== undefined && guestCaps.length > 0)
+    ) {
+      throw malformed(
+        `selection ${s} has clipboard state, but CLIPBOARD_SELECTION is not negotiated`,
+      );
+    }
+  }
 }
 
 function readWords(r: ByteReader, side: string, max: number): number[] {

@@ -273,16 +273,21 @@ export class MessageReader implements ChunkSink {
    * included, as they were on the wire; empty if none is in progress.
    *
    * A message being skipped was not kept: it comes back as its header and
-   * zeros, at most one byte more than its bound, with the header's size
-   * reduced by the bytes left out, so that its rest, pushed after these
-   * bytes into a reader with the same bound, is skipped too.
+   * as few zeros as keep it over its bound (at most one byte more than the
+   * bound), with the header's size reduced by the bytes left out, so that
+   * its rest, pushed after these bytes into a reader with the same bound, is
+   * skipped too.
    */
   partial(port: number): Uint8Array {
     const state = this.#ports[port]!;
     if (state.headerFill < WireFormat.MESSAGE_HEADER_SIZE) {
       return state.header.slice(0, state.headerFill);
     }
-    const kept = state.skip ? Math.min(state.bodyFill, state.bound + 1) : state.bodyFill;
+    // A skipped message keeps just enough zeros to stay over its bound.
+    const rest = state.size - state.bodyFill;
+    const kept = state.skip
+      ? Math.min(state.bodyFill, Math.max(0, state.bound + 1 - rest))
+      : state.bodyFill;
     const out = new Uint8Array(WireFormat.MESSAGE_HEADER_SIZE + kept);
     const view = new DataView(out.buffer);
     view.setUint32(0, WireFormat.PROTOCOL, true);
