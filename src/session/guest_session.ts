@@ -212,7 +212,7 @@ export class GuestSession
    */
   clientDisconnected(): void {
     if (this.#closed) return;
-    this.#outbox.run(() => this.#clientGone());
+    this.#clientGone();
   }
 
   /**
@@ -225,12 +225,10 @@ export class GuestSession
     checkSelection(selection);
     checkTypes(types, this.#limits.maxGrabTypes);
     this.#checkClipboard(selection, "grab");
-    this.#outbox.run(() => {
-      this.#owned[selection] = [...types];
-      this.#ownedSent[selection] = false;
-      this.#dropHostOffer(selection);
-      if (this.#hostCaps !== undefined) this.#sendGrab(selection);
-    });
+    this.#owned[selection] = [...types];
+    this.#ownedSent[selection] = false;
+    this.#dropHostOffer(selection);
+    if (this.#hostCaps !== undefined) this.#sendGrab(selection);
   }
 
   /**
@@ -244,7 +242,7 @@ export class GuestSession
     const sent = this.#ownedSent[selection];
     this.#owned[selection] = undefined;
     this.#ownedSent[selection] = false;
-    if (sent) this.#outbox.run(() => this.#send({ kind: "clipboard_release", selection }));
+    if (sent) this.#send({ kind: "clipboard_release", selection });
   }
 
   /**
@@ -255,7 +253,7 @@ export class GuestSession
    * @param options Timeout and cancellation.
    * @returns The host's data; rejects with a `ClipboardError`.
    */
-  request(selection: number, type: number, options: RequestOptions = {}): Promise<Uint8Array> {
+  request(selection: number, type: number, options?: RequestOptions): Promise<Uint8Array> {
     try {
       checkSelection(selection);
       this.#checkClipboard(selection, "request");
@@ -269,9 +267,9 @@ export class GuestSession
     } catch (error) {
       return Promise.reject(error);
     }
-    const timeout = options.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = this.#requests.add(selection, type, timeout, options.signal);
-    this.#outbox.run(() => this.#send({ kind: "clipboard_request", selection, type }));
+    const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
+    const result = this.#requests.add(selection, type, timeout, options?.signal);
+    this.#send({ kind: "clipboard_request", selection, type });
     return result;
   }
 

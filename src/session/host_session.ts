@@ -263,15 +263,13 @@ export class HostSession
     checkSelection(selection);
     checkTypes(types, this.#limits.maxGrabTypes);
     this.#checkClipboard(selection, "grab");
-    this.#outbox.run(() => {
-      this.#owned[selection] = [...types];
-      this.#ownedSent[selection] = false;
-      if (this.#offers[selection] !== undefined) {
-        this.#offers[selection] = undefined;
-        this.#handler.onGuestRelease?.(selection);
-      }
-      if (this.#guestCaps !== undefined) this.#sendGrab(selection);
-    });
+    this.#owned[selection] = [...types];
+    this.#ownedSent[selection] = false;
+    if (this.#offers[selection] !== undefined) {
+      this.#offers[selection] = undefined;
+      this.#handler.onGuestRelease?.(selection);
+    }
+    if (this.#guestCaps !== undefined) this.#sendGrab(selection);
   }
 
   /**
@@ -283,7 +281,7 @@ export class HostSession
   release(selection: number): void {
     checkSelection(selection);
     if (this.#ended || this.#owned[selection] === undefined) return;
-    this.#outbox.run(() => this.#releaseHost(selection));
+    this.#releaseHost(selection);
   }
 
   /**
@@ -297,7 +295,7 @@ export class HostSession
    * @param options Timeout and cancellation.
    * @returns The guest's data.
    */
-  request(selection: number, type: number, options: RequestOptions = {}): Promise<Uint8Array> {
+  request(selection: number, type: number, options?: RequestOptions): Promise<Uint8Array> {
     try {
       checkSelection(selection);
       this.#checkClipboard(selection, "request");
@@ -311,9 +309,9 @@ export class HostSession
     } catch (error) {
       return Promise.reject(error);
     }
-    const timeout = options.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = this.#requests.add(selection, type, timeout, options.signal);
-    this.#outbox.run(() => this.#send({ kind: "clipboard_request", selection, type }));
+    const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
+    const result = this.#requests.add(selection, type, timeout, options?.signal);
+    this.#send({ kind: "clipboard_request", selection, type });
     return result;
   }
 
@@ -333,7 +331,7 @@ export class HostSession
     if (this.#ended) return false;
     this.#mouse = mouse;
     this.#mouseSent = false;
-    this.#outbox.run(() => this.#flushMouse());
+    this.#flushMouse();
     return true;
   }
 
