@@ -9,6 +9,8 @@ import type { SessionLimits } from "./session_limits.ts";
 
 /** Default milliseconds a request waits for its data. */
 export const DEFAULT_REQUEST_TIMEOUT = 30_000;
+/** Default milliseconds a guest's paste may wait for the host's provider. */
+export const DEFAULT_GUEST_REQUEST_TIMEOUT = 10_000;
 /** Default requests outstanding per selection. */
 export const DEFAULT_MAX_REQUESTS = 16;
 

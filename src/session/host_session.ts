@@ -18,6 +18,7 @@ import {
   checkSelection,
   checkTimeout,
   checkTypes,
+  DEFAULT_GUEST_REQUEST_TIMEOUT,
   DEFAULT_REQUEST_TIMEOUT,
   type MouseState,
   sessionLimits,
@@ -66,6 +67,12 @@ export interface HostSessionOptions extends SessionLimits {
   maxClipboard?: number;
   /** Milliseconds a host `request` waits for the guest's data; 0 waits forever. Default 30 000. */
   requestTimeout?: number;
+  /**
+   * Milliseconds a guest's paste may wait for the provider; then the guest
+   * gets a release, so the user's paste fails instead of hanging. 0 waits
+   * forever. Default 10 000.
+   */
+  guestRequestTimeout?: number;
   /** The guest announced its capabilities: it (re)started. */
   onGuestCaps?(caps: readonly number[]): void;
   /** Every message the session does not handle itself (REPLY, FILE_XFER_*, unknown and invalid ones, …). */
@@ -84,6 +91,8 @@ export interface RequestOptions {
 
 interface GuestRequest {
   type: number;
+  /** Expires the request: the guest then gets a release. */
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
@@ -134,6 +143,7 @@ export class HostSession
   readonly #onGuestCaps: HostSessionOptions["onGuestCaps"];
   readonly #maxClipboard: number | undefined;
   readonly #timeout: number;
+  readonly #guestTimeout: number;
   readonly #limits: Required<SessionLimits>;
   readonly #outbox: Outbox;
   readonly #requests: RequestTable;
@@ -201,6 +211,7 @@ export class HostSession
       this.#maxClipboard = max;
     }
     this.#timeout = checkTimeout(options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT);
+    this.#guestTimeout = checkTimeout(options.guestRequestTimeout ?? DEFAULT_GUEST_REQUEST_TIMEOUT);
     const bits: number[] = [];
     if (this.#mouseOn) bits.push(Capability.MOUSE_STATE);
     if (this.#clipboardOn) {
@@ -482,7 +493,7 @@ export class HostSession
       new ClipboardError("PEER_RESET", "Cannot paste: the guest restarted", s)
     );
     for (let s = 0; s < 3; s++) {
-      this.#guestRequests[s] = [];
+      this.#dropGuestRequests(s);
       if (this.#offers[s] !== undefined) {
         this.#offers[s] = undefined;
         this.#handler.onGuestRelease?.(s);
@@ -542,7 +553,7 @@ export class HostSession
     }
     this.#owned[selection] = undefined;
     this.#ownedSent[selection] = false;
-    this.#guestRequests[selection] = [];
+    this.#dropGuestRequests(selection);
     this.#offers[selection] = serial === undefined ? { types } : { serial, types };
     this.#handler.onGuestGrab?.(selection, types);
   }
@@ -583,13 +594,37 @@ export class HostSession
     if (owned === undefined || !owned.includes(type) || this.#handler.provide === undefined) {
       return this.#releaseHost(selection);
     }
-    const request: GuestRequest = { type };
-    this.#guestRequests[selection]!.push(request);
+    const queue = this.#guestRequests[selection]!;
+    if (queue.length >= this.#limits.maxRequests) {
+      this.#diagnose({
+        code: "TOO_MANY_REQUESTS",
+        message:
+          `The guest has ${queue.length} pastes pending on selection ${selection}; it gets a release`,
+        selection,
+      });
+      return this.#releaseHost(selection);
+    }
+    const request: GuestRequest = { type, timer: undefined };
+    if (this.#guestTimeout > 0) {
+      request.timer = setTimeout(() => {
+        if (!this.#guestRequests[selection]!.includes(request) || this.#ended) return;
+        this.#diagnose({
+          code: "REQUEST_EXPIRED",
+          message:
+            `The guest's paste on selection ${selection} waited ${this.#guestTimeout} ms; it gets a release`,
+          selection,
+        });
+        this.#releaseHost(selection);
+      }, this.#guestTimeout);
+    }
+    queue.push(request);
     callProvider(this.#handler.provide, selection, type, this.#outbox, (data, error) => {
-      const queue = this.#guestRequests[selection]!;
-      const at = queue.indexOf(request);
+      // Re-read: dropping the selection's requests replaces the list.
+      const pending = this.#guestRequests[selection]!;
+      const at = pending.indexOf(request);
       if (this.#closed || at < 0) return;
-      queue.splice(at, 1);
+      pending.splice(at, 1);
+      clearTimeout(request.timer);
       if (error !== undefined) {
         this.#diagnose({
           code: "PROVIDER_FAILED",
@@ -618,8 +653,14 @@ export class HostSession
   #releaseHost(selection: number): void {
     this.#owned[selection] = undefined;
     this.#ownedSent[selection] = false;
-    this.#guestRequests[selection] = [];
+    this.#dropGuestRequests(selection);
     this.#send({ kind: "clipboard_release", selection });
+  }
+
+  /** Forgets the guest's pending pastes of `selection`; their late answers go nowhere. */
+  #dropGuestRequests(selection: number): void {
+    for (const request of this.#guestRequests[selection]!) clearTimeout(request.timer);
+    this.#guestRequests[selection] = [];
   }
 
   #snapshot(): HostSessionState {
@@ -687,6 +728,6 @@ export class HostSession
     this.#requests.failAll((s) =>
       new ClipboardError("CLOSED", "Cannot paste: the session ended", s, options)
     );
-    this.#guestRequests = [[], [], []];
+    for (let s = 0; s < 3; s++) this.#dropGuestRequests(s);
   }
 }
