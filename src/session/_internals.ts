@@ -11,6 +11,8 @@ export interface SessionInternals {
   receive(message: AgentMessage): void;
   /** Runs `fn`, delivering what it sends as one batch. */
   run<T>(fn: () => T): T;
+  /** Payload bytes sent but not yet delivered. */
+  queuedBytes(): number;
   /** Ends the session: pending requests fail. */
   close(reason?: unknown): void;
 }

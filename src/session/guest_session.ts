@@ -163,6 +163,7 @@ export class GuestSession
       receive: (message) => this.#receive(message),
       run: (fn) => outbox.run(fn),
       close: (reason) => this.#close(reason),
+      queuedBytes: () => outbox.queuedBytes,
     });
     this.#options = options;
     this.#clipboardOn = options.clipboard !== false;

@@ -187,6 +187,7 @@ export class HostSession
           return fn();
         }),
       close: (reason) => this.#close(reason),
+      queuedBytes: () => outbox.queuedBytes,
     });
     hostInternals.set(this, {
       snapshot: () => this.#snapshot(),
