@@ -57,10 +57,8 @@ test("bench --quick runs every case, verifies it and writes Markdown, JSON and S
     const names = results.checks.map((c: { name: string }) => c.name).join("\n");
     assert.match(names, /D\/R0 multi-chunk/);
     assert.match(names, /F\/N small-rt/);
-    assert.equal(
-      results.checks.find((c: { name: string }) => c.name.startsWith("K"))?.status,
-      "NOT EVALUATED",
-    );
+    const k = results.checks.find((c: { name: string }) => c.name.startsWith("K"));
+    assert.ok(k && k.status !== "NOT EVALUATED" && k.value > 0, "K was evaluated");
 
     const chart = await Deno.readTextFile(`${out}/${svg}`);
     assert.match(chart, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
