@@ -1003,7 +1003,16 @@ scenario(
         "after its port closed",
     );
 
-    // B restores with resume: "reconnected": it grabs again with the next serial, unasked.
+    // The agent kept its serials and does not announce itself: a copy the guest user makes now
+    // carries PRIMARY's serial 1 and waits for the next host. (A pty keeps what the guest
+    // writes while no host is there; QEMU would drop it.)
+    await stack.guestCopy("guest primary in between", { selection: "primary" });
+    await stack.waitForLog(/received clipboard grab, arg1: 1,/, { since: mark, src: "vdagentd" });
+
+    // B restores with resume: "reconnected". It announces itself with request=1, as QEMU does
+    // when the guest opens its port, because a guest grab lost with the old port would have
+    // moved the agent's serials past the checkpoint's (see the next scenario): the agent
+    // answers, releases the copy made in between and resets its serials; B grabs again with 0.
     mark = stack.logMark();
     const b = await openRelay({
       name: "B",
@@ -1020,42 +1029,100 @@ scenario(
       b.session.resumedRequests[0]!.result,
       (e) => e instanceof ClipboardError && e.code === "NO_DATA",
     );
-    const grab = await b.waitWire("out", (p) => p.kind === "clipboard_grab", 0);
-    assert.deepEqual(grab.payload, {
-      kind: "clipboard_grab",
-      selection: CLIPBOARD,
-      serial: 2,
-      types: [TEXT],
-    });
     await guestTakesHostGrab(stack, mark);
     const pasteB = await stack.guestPaste();
     assert.ok(pasteB.ok, pasteB.stderr);
     assert.equal(pasteB.text, "B's text");
-    // What the guest sent after its port reopened: the answer and the release, nothing else.
-    await b.waitWire("in", (p) => p.kind === "clipboard_release", 0);
-    assert.deepEqual(b.wire.filter((m) => m.dir === "in").slice(0, 2).map((m) => m.payload), [
+    const sent = b.wire.filter((m) => m.dir === "out").map((m) => m.payload);
+    assert.deepEqual(sent.slice(0, 2), [
+      { kind: "announce_capabilities", request: true, caps: a.session.hostCaps },
+      { kind: "clipboard_grab", selection: CLIPBOARD, serial: 0, types: [TEXT] },
+    ]);
+    // What the guest sent since its port reopened: the answer to A's request and the release of
+    // PRIMARY, the copy made in between with serial 1, then, for B's announcement, its caps and
+    // the release of that copy, then the paste.
+    assert.deepEqual(b.wire.filter((m) => m.dir === "in").map((m) => m.payload), [
       { kind: "clipboard", selection: PRIMARY, type: 0, data: new Uint8Array(0) },
       { kind: "clipboard_release", selection: PRIMARY },
+      { kind: "clipboard_grab", selection: PRIMARY, serial: 1, types: [TEXT] },
+      { kind: "announce_capabilities", request: false, caps: [0x00038de7] },
+      { kind: "clipboard_release", selection: PRIMARY },
+      { kind: "clipboard_request", selection: CLIPBOARD, type: TEXT },
     ]);
 
     // The guest user's PRIMARY is still theirs in X, but the host has to hear of it again.
     stack.guestSignalOwner("primary", "SIGCONT");
-    assert.equal((await stack.guestPaste({ selection: "primary" })).text, "guest primary 0");
+    assert.equal(
+      (await stack.guestPaste({ selection: "primary" })).text,
+      "guest primary in between",
+    );
     await guestCopies(stack, b, ["guest primary 1"], PRIMARY);
-    assert.deepEqual(b.session.guestOffer(PRIMARY), { serial: 1, types: [TEXT] });
+    assert.deepEqual(b.session.guestOffer(PRIMARY), { serial: 0, types: [TEXT] });
     assert.equal(decode(await b.session.request(PRIMARY, TEXT)), "guest primary 1");
-    // The guest's next copy reaches B with the next serial.
+    // The guest's next copy reaches B with the serial after B's grab.
     await guestCopies(stack, b, ["guest copy 2"]);
-    assert.deepEqual(b.session.guestOffer(CLIPBOARD), { serial: 3, types: [TEXT] });
+    assert.deepEqual(b.session.guestOffer(CLIPBOARD), { serial: 1, types: [TEXT] });
     assert.equal(decode(await b.session.request(CLIPBOARD, TEXT)), "guest copy 2");
 
-    // One client all along; the guest did not announce again, nothing was discarded.
-    assert.equal(logCount(stack, /New client connected/), 1);
-    assert.equal(logCount(stack, /sent client disconnected/, 0, "vdagentd"), 1);
+    // The guest never announced itself; B's announcement made it log a second client.
+    assert.equal(logCount(stack, /New client connected/), 2);
+    assert.equal(logCount(stack, /sent client disconnected/, 0, "vdagentd"), 2);
     assert.equal(logCount(stack, /grab discard|no corresponding request/), 0);
-    assert.equal(b.wire.filter((m) => m.payload.kind === "announce_capabilities").length, 0);
+    assert.equal(
+      b.wire.filter((m) => m.dir === "in" && m.payload.kind === "announce_capabilities").length,
+      1,
+    );
     assert.deepEqual(b.events.filter((e) => e.kind === "diagnostic"), []);
     assert.equal(b.events.filter((e) => e.kind === "provide").length, 1);
+    await b.close();
+  },
+);
+
+scenario(
+  "createHostPipeline's grab is accepted after a reconnect that lost a guest grab (reconnected)",
+  async ({ stack, openRelay }) => {
+    // A reconnected transport drops the bytes in flight. A guest grab among them still
+    // advanced the agent's serial counter, past the serial in A's checkpoint.
+    const a = await openRelay({ name: "A" });
+    await a.negotiated();
+    await guestCopies(stack, a, ["guest primary 0"], PRIMARY);
+    const { checkpoint } = await a.handOff();
+    assert.equal(decodeCheckpoint(checkpoint).selections[PRIMARY].lastSerial, 0);
+    // The guest user copies again before the port closes: the grab (serial 1, 40 bytes) reaches
+    // the port while no host reads it, and is lost with it.
+    const pending = stack.pendingGuestBytes();
+    await stack.guestCopy("guest primary 1", { selection: "primary" });
+    await pollUntil(() => stack.pendingGuestBytes() === pending + 40, 10_000, "the guest's grab");
+    let mark = stack.logMark();
+    assert.deepEqual(await stack.reconnectTransport(), { guestNoticed: true });
+    await stack.waitForLog(/sent clipboard release, arg1: 1,/, { since: mark, src: "vdagent" });
+
+    // The host user copies on B: the guest must take it.
+    mark = stack.logMark();
+    const b = await openRelay({ name: "B", restore: checkpoint, resume: "reconnected" });
+    b.copy(PRIMARY, new Map([[TEXT, encode("B's primary")]]));
+    const decided = await stack.waitForLog(/grab discard|sent clipboard grab, arg1: 1,/, {
+      since: mark,
+      src: "vdagentd",
+    });
+    assert.doesNotMatch(decided.line, /grab discard/, "the agent discarded B's grab");
+    await guestTakesHostGrab(stack, mark, PRIMARY);
+    const paste = await stack.guestPaste({ selection: "primary" });
+    assert.ok(paste.ok, paste.stderr);
+    assert.equal(paste.text, "B's primary");
+    // B announced itself, as QEMU does when the guest opens its port: serials restart at 0.
+    const grab = await b.waitWire("out", (p) => p.kind === "clipboard_grab", 0);
+    assert.deepEqual(grab.payload, {
+      kind: "clipboard_grab",
+      selection: PRIMARY,
+      serial: 0,
+      types: [TEXT],
+    });
+    assert.equal(logCount(stack, /New client connected/), 2);
+    await guestCopies(stack, b, ["guest primary 2"], PRIMARY);
+    assert.deepEqual(b.session.guestOffer(PRIMARY), { serial: 1, types: [TEXT] });
+    assert.equal(decode(await b.session.request(PRIMARY, TEXT)), "guest primary 2");
+    assert.equal(logCount(stack, /grab discard/), 0);
     await b.close();
   },
 );
