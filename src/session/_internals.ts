@@ -27,8 +27,10 @@ export interface HostInternals {
   /**
    * Takes `state` over before any traffic: the session will not announce
    * itself. With `reconnected`, the transport was reconnected: the guest
-   * dropped its offers and the host's grabs, so those are dropped and
-   * re-sent respectively. Otherwise pending guest pastes go to the provider.
+   * dropped its offers and the host's grabs, and its serials may have moved
+   * on, so the session announces itself with request=1 (serials back to 0),
+   * drops the guest's offers and grabs again once the guest answers.
+   * Otherwise pending guest pastes go to the provider.
    */
   restore(state: HostSessionState, reconnected: boolean): void;
   /** Stops all output for good. */

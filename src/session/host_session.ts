@@ -689,7 +689,11 @@ export class HostSession
     if (this.#announced || this.#closed) {
       throw new TypeError("Cannot restore the session: it has already started");
     }
-    this.#restored = true;
+    // A continued session goes on silently. After a reconnect the session announces itself
+    // with request=1, as QEMU does when the guest opens its port: the agent kept its serials,
+    // but a guest grab lost with the old port advanced them past the checkpoint's, and the
+    // agent discards a host grab whose serial is behind. request=1 zeroes them on both sides.
+    this.#restored = !reconnected;
     this.#hostCaps = [...state.hostCaps];
     this.#guestCaps = state.guestCaps === undefined ? undefined : [...state.guestCaps];
     this.#layout = this.#layoutFor(this.#guestCaps);
@@ -700,20 +704,21 @@ export class HostSession
       this.#mouseSent = sent;
     }
     this.#outbox.run(() => {
+      if (reconnected) this.#announce();
       state.selections.forEach((s, selection) => {
-        this.#lastSerial[selection] = s.lastSerial;
+        this.#lastSerial[selection] = reconnected ? 0 : s.lastSerial;
         this.#owned[selection] = s.hostOffer === undefined ? undefined : [...s.hostOffer];
-        this.#ownedSent[selection] = s.hostOffer !== undefined && this.#guestCaps !== undefined;
+        // After a reconnect the host's grabs go again once the guest answers our caps.
+        this.#ownedSent[selection] = !reconnected && s.hostOffer !== undefined &&
+          this.#guestCaps !== undefined;
         for (const type of s.hostRequests ?? []) {
           const result = this.#requests.add(selection, type, this.#timeout);
           result.catch(() => {}); // whoever takes it from resumedRequests sees the failure
           this.#resumed.push({ selection, type, result });
         }
-        if (reconnected) {
-          // The guest saw its port close: it released its offers and forgot
-          // the host's grabs, and its pending pastes failed.
-          if (this.#ownedSent[selection]) this.#sendGrab(selection);
-        } else {
+        // After a reconnect the guest has released its offers and forgotten the host's grabs,
+        // and its pending pastes failed; otherwise they go on.
+        if (!reconnected) {
           if (s.guestOffer !== undefined) this.#offers[selection] = s.guestOffer;
           for (const type of s.guestRequests) this.#onGuestRequest(selection, type);
         }
