@@ -34,7 +34,7 @@
  * connection.)
  *
  * KV takes values of at most 64 KiB. A continuous checkpoint is small (no
- * bytes in flight: about 100 bytes), but the last one, lossless, holds what
+ * bytes in flight: under 100 bytes), but the last one, lossless, holds what
  * the relay had received or framed but not handled: a large paste stopped
  * midway makes it megabytes. So a checkpoint is stored in parts of at most
  * 64 KiB, the parts before the entry that names them:
