@@ -23,7 +23,7 @@ import {
 import { PipelineRunner } from "../src/pipeline/_runner.ts";
 import { sessionInternals } from "../src/session/_internals.ts";
 import { prng, randBytes, randomCut, sameBytes } from "./_helpers.ts";
-import { type FakeSocket, socketPair } from "./_websocket.ts";
+import { CONNECTING, type FakeSocket, OPEN, socketPair } from "./_websocket.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
 const CLIPBOARD = Selection.CLIPBOARD;
@@ -87,9 +87,14 @@ class Runtime {
     return this.event((object) => object.fetch(new Request(`https://relay.example${path}`, init)));
   }
 
-  /** A new WebSocket: returns the guest's end, after the object accepted the other. */
-  async connect(): Promise<FakeSocket> {
+  /**
+   * A new WebSocket: returns the guest's end, after the object accepted the
+   * other. With `opening`, the object's end opens only after the upgrade, as
+   * Deno's `upgradeWebSocket` does.
+   */
+  async connect(opening = false): Promise<FakeSocket> {
     const [objectEnd, guestEnd] = socketPair();
+    if (opening) objectEnd.readyState = CONNECTING;
     this.sockets.push(objectEnd);
     objectEnd.addEventListener("message", (event) => {
       const bytes = new Uint8Array((event as MessageEvent).data as ArrayBuffer);
@@ -105,6 +110,7 @@ class Runtime {
     });
     const upgrade = await this.fetch("/", { headers: { upgrade: "websocket" } });
     assert.equal(upgrade.status, 204);
+    objectEnd.readyState = OPEN;
     return guestEnd;
   }
 
@@ -190,50 +196,69 @@ test(
   },
 );
 
-test("RelayObject resumes a reconnected WebSocket without the guest seeing a new client", {
-  timeout: 60_000,
-}, async () => {
-  const runtime = new Runtime();
-  const events: string[] = [];
+for (const opening of [false, true]) {
+  test(
+    `RelayObject resumes a reconnected WebSocket without the guest seeing a new client${
+      opening ? ", keeping what it cannot send yet in the checkpoint" : ""
+    }`,
+    { timeout: 60_000 },
+    async () => {
+      const runtime = new Runtime();
+      const events: string[] = [];
+      let copied: Uint8Array = text("before");
+      const options: GuestSessionOptions = {
+        requestTimeout: 0,
+        onHostCaps: (_, request) => void events.push(`caps request=${request}`),
+        onDiagnostic: (diagnostic) => void events.push(diagnostic.code),
+        clipboard: {
+          onHostGrab: (selection) => void events.push(`host grab ${selection}`),
+          provide: () => copied,
+        },
+      };
+      // The guest agent outlives its port's connections, as the Linux daemon does.
+      const first = await runtime.connect();
+      const guest = new GuestSession(options);
+      const attach = (socket: FakeSocket) =>
+        new PipelineRunner(sessionInternals.get(guest)!, webSocketTransport(socket), {});
+      let port = attach(first);
+      guest.grab(CLIPBOARD, [TEXT]);
+      assert.deepEqual(await runtime.guestCopied(copied), copied);
+      await runtime.fetch("/clipboard", { method: "PUT", body: "host text" });
+      await until(() => events.includes("host grab 0"), "the host's grab");
 
-  let copied: Uint8Array = text("before");
-  const options: GuestSessionOptions = {
-    requestTimeout: 0,
-    onHostCaps: (_, request) => void events.push(`caps request=${request}`),
-    onDiagnostic: (diagnostic) => void events.push(diagnostic.code),
-    clipboard: {
-      onHostGrab: (selection) => void events.push(`host grab ${selection}`),
-      provide: () => copied,
+      // The bridge drops the connection: the agent sees its port close and reopen.
+      await port.handOff(false, () => {});
+      runtime.sockets[0]!.close(1001, "going away");
+      guest.clientDisconnected();
+      const mark = events.length;
+      port = attach(await runtime.connect(opening));
+      if (opening) {
+        // The grab, sent again, waits in the checkpoint for the next wake-up.
+        const view = await (await runtime.fetch("/checkpoint")).json() as CheckpointDescription;
+        assert.ok(view.wire!.outboundBytes > 0, "bytes kept for later");
+        assert.deepEqual(runtime.sockets.at(-1)!.sent, [], "nothing sent on the opening socket");
+        guest.grab(Selection.PRIMARY, [TEXT]); // a message from the guest wakes the object
+      }
+      await until(() => events.slice(mark).includes("host grab 0"), "the host's grab, sent again");
+      assert.equal(new TextDecoder().decode(await guest.request(CLIPBOARD, TEXT)), "host text");
+      copied = text("after");
+      guest.grab(CLIPBOARD, [TEXT]);
+      assert.deepEqual(await runtime.guestCopied(copied), copied);
+      assert.equal(events.filter((e) => e === "caps request=true").length, 1, "one client");
+      assert.deepEqual(
+        events.slice(mark).filter((e) => e.startsWith("caps")),
+        [],
+        "no announcement",
+      );
+      assert.deepEqual(
+        events.filter((e) => !e.startsWith("caps") && !e.startsWith("host grab")),
+        [],
+      );
+      // Guest grab 0 (next 1), host grab with serial 0 (accepted), the host's
+      // grab sent again with serial 1 (next 2), guest grab 2 (next 3).
+      assert.deepEqual(guest.serials, [3, opening ? 1 : 0, 0], "serials went on");
+      await port.close();
+      assert.deepEqual(runtime.errors, []);
     },
-  };
-  // The guest agent outlives its port's connections, as the Linux daemon does.
-  const first = await runtime.connect();
-  const guest = new GuestSession(options);
-  const attach = (socket: FakeSocket) =>
-    new PipelineRunner(sessionInternals.get(guest)!, webSocketTransport(socket), {});
-  let port = attach(first);
-  guest.grab(CLIPBOARD, [TEXT]);
-  assert.deepEqual(await runtime.guestCopied(copied), copied);
-  await runtime.fetch("/clipboard", { method: "PUT", body: "host text" });
-  await until(() => events.includes("host grab 0"), "the host's grab");
-
-  // The bridge drops the connection: the agent sees its port close and reopen.
-  await port.handOff(false, () => {});
-  runtime.sockets[0]!.close(1001, "going away");
-  guest.clientDisconnected();
-  const mark = events.length;
-  port = attach(await runtime.connect());
-  await until(() => events.slice(mark).includes("host grab 0"), "the host's grab, sent again");
-  assert.equal(new TextDecoder().decode(await guest.request(CLIPBOARD, TEXT)), "host text");
-  copied = text("after");
-  guest.grab(CLIPBOARD, [TEXT]);
-  assert.deepEqual(await runtime.guestCopied(copied), copied);
-  assert.equal(events.filter((e) => e === "caps request=true").length, 1, "one client");
-  assert.deepEqual(events.slice(mark).filter((e) => e.startsWith("caps")), [], "no announcement");
-  assert.deepEqual(events.filter((e) => !e.startsWith("caps") && !e.startsWith("host grab")), []);
-  // Guest grab 0 (next 1), host grab with serial 0 (accepted), the host's
-  // grab sent again with serial 1 (next 2), guest grab 2 (next 3).
-  assert.deepEqual(guest.serials, [3, 0, 0], "serials went on");
-  await port.close();
-  assert.deepEqual(runtime.errors, []);
-});
+  );
+}
