@@ -33,6 +33,8 @@ const NPM_NAME = "vdagent-streams";
 const REPOSITORY = "https://github.com/vdagent/streams";
 /** Test directories that need Deno (subprocesses of `deno`, the real agent). */
 const DENO_ONLY_TESTS = ["cli", "interop"];
+/** Examples that tests under Node run or import (the others use Deno APIs). */
+const NODE_EXAMPLES = ["relay_node.mjs", "relay_durable_object.ts"];
 /** Dev dependencies, pinned in `deno.json` `imports` as `npm:name@version`. */
 const DEV_DEPENDENCIES = ["typescript", "@types/node", "playwright-core"];
 
@@ -193,13 +195,17 @@ async function stageTests(): Promise<string[]> {
       await Deno.copyFile(url, target);
     }
   }
-  // Examples that tests run with Node resolve the package by its own name from here.
+  // Examples that tests run with Node resolve the package by its own name from
+  // here; TypeScript ones are compiled with the tests.
   const examples = new URL("scripts/examples/", out);
   await Deno.mkdir(examples, { recursive: true });
-  await Deno.copyFile(
-    new URL("scripts/examples/relay_node.mjs", root),
-    new URL("relay_node.mjs", examples),
-  );
+  for (const name of NODE_EXAMPLES) {
+    const source = await Deno.readTextFile(new URL(`scripts/examples/${name}`, root));
+    await Deno.writeTextFile(
+      new URL(name, examples),
+      toJsSpecifiers(source).replaceAll('"@vdagent/streams"', `"${NPM_NAME}"`),
+    );
+  }
   return testFiles.sort();
 }
 

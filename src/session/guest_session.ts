@@ -210,6 +210,32 @@ export class GuestSession
    * and pending pastes are dropped, and the guest releases what it offered.
    * Serials are kept, and no capabilities are exchanged. A guest pipeline
    * over the new connection must start with fresh reassembly state.
+   *
+   * @example The guest releases its offer and keeps its serials
+   * ```ts
+   * import { ClipboardType, createGuestPipeline, createHostPipeline, Selection } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * const toGuest = new TransformStream<Uint8Array, Uint8Array>();
+   * const toHost = new TransformStream<Uint8Array, Uint8Array>();
+   * const released: number[] = [];
+   * const relay = createHostPipeline({ readable: toHost.readable, writable: toGuest.writable }, {
+   *   clipboard: { onGuestRelease: (selection) => void released.push(selection) },
+   * });
+   * const guest = createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable });
+   * const tick = () => new Promise((r) => setTimeout(r, 1));
+   * while (guest.session.hostCaps === undefined) await tick();
+   * guest.session.grab(Selection.CLIPBOARD, [ClipboardType.UTF8_TEXT]);
+   * while (relay.session.guestOffer(Selection.CLIPBOARD) === undefined) await tick();
+   * const serials = [...guest.session.serials];
+   * guest.session.clientDisconnected(); // here the same host stands in for the next one
+   * while (released.length === 0) await tick();
+   * assert.deepEqual(released, [Selection.CLIPBOARD]);
+   * assert.equal(guest.session.guestOffer(Selection.CLIPBOARD), undefined);
+   * assert.deepEqual(guest.session.serials, serials);
+   * await relay.close();
+   * await guest.done;
+   * ```
    */
   clientDisconnected(): void {
     if (this.#closed) return;

@@ -233,6 +233,33 @@ export class HostSession
   /**
    * The host's requests that were outstanding when the checkpoint this
    * session was restored from was taken: their data arrives here.
+   *
+   * @example A paste asked for by one relay, answered to the next
+   * ```ts
+   * import { ClipboardType, createGuestPipeline, createHostPipeline, Selection } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * const toGuest = new TransformStream<Uint8Array, Uint8Array>();
+   * const toHost = new TransformStream<Uint8Array, Uint8Array>();
+   * const transport = { readable: toHost.readable, writable: toGuest.writable };
+   * let answer: ((data: Uint8Array) => void) | undefined; // the guest answers when told to
+   * const guest = createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable }, {
+   *   clipboard: { provide: () => new Promise<Uint8Array>((resolve) => answer = resolve) },
+   * });
+   * const a = createHostPipeline(transport);
+   * while (a.session.guestCaps === undefined) await new Promise((r) => setTimeout(r, 1));
+   * guest.session.grab(Selection.CLIPBOARD, [ClipboardType.UTF8_TEXT]);
+   * while (!a.session.guestOffer(Selection.CLIPBOARD)) await new Promise((r) => setTimeout(r, 1));
+   * a.session.request(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT).catch(() => {}); // fails: handed off
+   * while (answer === undefined) await new Promise((r) => setTimeout(r, 1));
+   * const b = createHostPipeline(transport, { restore: await a.checkpoint() });
+   * const [resumed] = b.session.resumedRequests;
+   * assert.equal(resumed?.type, ClipboardType.UTF8_TEXT);
+   * answer!(new TextEncoder().encode("copied before the hand-off"));
+   * assert.equal(new TextDecoder().decode(await resumed!.result), "copied before the hand-off");
+   * await b.close();
+   * await guest.done;
+   * ```
    */
   get resumedRequests(): readonly ResumedRequest[] {
     return this.#resumed;
