@@ -16,9 +16,13 @@ import {
   checkTimeout,
   checkTypes,
   DEFAULT_REQUEST_TIMEOUT,
+  failClosed,
+  grabPayload,
   type MouseState,
+  negotiatedLayout,
   type Provider,
   sessionLimits,
+  startRequest,
 } from "./_common.ts";
 import { sessionInternals } from "./_internals.ts";
 import { Outbox, sessionStreamInit } from "./_outbox.ts";
@@ -284,18 +288,19 @@ export class GuestSession
     try {
       checkSelection(selection);
       this.#checkClipboard(selection, "request");
-      if (!this.#offers[selection]?.types.includes(type)) {
-        throw new ClipboardError(
-          "NOT_OFFERED",
-          `Cannot paste: the host does not offer type ${type} on selection ${selection}`,
-          selection,
-        );
-      }
     } catch (error) {
       return Promise.reject(error);
     }
     const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = this.#requests.add(selection, type, timeout, options?.signal);
+    const result = startRequest(
+      this.#requests,
+      this.#offers[selection],
+      "host",
+      selection,
+      type,
+      timeout,
+      options?.signal,
+    );
     this.#send({ kind: "clipboard_request", selection, type });
     return result;
   }
@@ -326,26 +331,12 @@ export class GuestSession
   }
 
   #sendGrab(selection: number): void {
-    const types = this.#owned[selection]!;
-    if (this.#layout.grabSerial) {
-      const serial = this.#serial[selection]!;
-      this.#serial[selection] = nextSerial(serial);
-      this.#send({ kind: "clipboard_grab", selection, serial, types });
-    } else {
-      this.#send({ kind: "clipboard_grab", selection, types });
-    }
+    this.#send(grabPayload(selection, this.#owned[selection]!, this.#layout, this.#serial));
     this.#ownedSent[selection] = true;
   }
 
-  #layoutFor(host: readonly number[] | undefined): PayloadOptions {
-    const both = (bit: number) =>
-      host !== undefined && hasCapability(host, bit) && hasCapability(this.#caps, bit);
-    return {
-      selection: both(Capability.CLIPBOARD_SELECTION),
-      grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
-      maxGrabTypes: this.#limits.maxGrabTypes,
-      maxCapsWords: this.#limits.maxCapsWords,
-    };
+  #layoutFor(peer: readonly number[] | undefined): PayloadOptions {
+    return negotiatedLayout(this.#caps, peer, this.#limits);
   }
 
   #send(payload: MessagePayload): void {
@@ -537,9 +528,6 @@ export class GuestSession
   #close(reason?: unknown): void {
     if (this.#closed) return;
     this.#closed = true;
-    const options = reason === undefined ? undefined : { cause: reason };
-    this.#requests.failAll((s) =>
-      new ClipboardError("CLOSED", "Cannot paste: the session ended", s, options)
-    );
+    failClosed(this.#requests, reason);
   }
 }

@@ -11,7 +11,7 @@ import type { AgentMessage } from "../wire/agent_message.ts";
 import { hostInternals, sessionInternals } from "./_internals.ts";
 import { Outbox, sessionStreamInit } from "./_outbox.ts";
 import { RequestTable } from "./_requests.ts";
-import { nextSerial, serialBefore } from "./_serial.ts";
+import { serialBefore } from "./_serial.ts";
 import {
   callProvider,
   checkMouse,
@@ -20,8 +20,12 @@ import {
   checkTypes,
   DEFAULT_GUEST_REQUEST_TIMEOUT,
   DEFAULT_REQUEST_TIMEOUT,
+  failClosed,
+  grabPayload,
   type MouseState,
+  negotiatedLayout,
   sessionLimits,
+  startRequest,
 } from "./_common.ts";
 import { ClipboardError } from "./clipboard_error.ts";
 import type { ClipboardOffer } from "./clipboard_offer.ts";
@@ -338,18 +342,19 @@ export class HostSession
     try {
       checkSelection(selection);
       this.#checkClipboard(selection, "request");
-      if (this.#guestCaps === undefined || !this.#offers[selection]?.types.includes(type)) {
-        throw new ClipboardError(
-          "NOT_OFFERED",
-          `Cannot paste: the guest does not offer type ${type} on selection ${selection}`,
-          selection,
-        );
-      }
     } catch (error) {
       return Promise.reject(error);
     }
     const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = this.#requests.add(selection, type, timeout, options?.signal);
+    const result = startRequest(
+      this.#requests,
+      this.#offers[selection],
+      "guest",
+      selection,
+      type,
+      timeout,
+      options?.signal,
+    );
     this.#send({ kind: "clipboard_request", selection, type });
     return result;
   }
@@ -408,15 +413,8 @@ export class HostSession
     }
   }
 
-  #layoutFor(guest: readonly number[] | undefined): PayloadOptions {
-    const both = (bit: number) =>
-      guest !== undefined && hasCapability(guest, bit) && hasCapability(this.#hostCaps, bit);
-    return {
-      selection: both(Capability.CLIPBOARD_SELECTION),
-      grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
-      maxGrabTypes: this.#limits.maxGrabTypes,
-      maxCapsWords: this.#limits.maxCapsWords,
-    };
+  #layoutFor(peer: readonly number[] | undefined): PayloadOptions {
+    return negotiatedLayout(this.#hostCaps, peer, this.#limits);
   }
 
   #clipboardNegotiated(): boolean {
@@ -547,14 +545,7 @@ export class HostSession
   }
 
   #sendGrab(selection: number): void {
-    const types = this.#owned[selection]!;
-    if (this.#layout.grabSerial) {
-      const serial = this.#lastSerial[selection]!;
-      this.#lastSerial[selection] = nextSerial(serial);
-      this.#send({ kind: "clipboard_grab", selection, serial, types });
-    } else {
-      this.#send({ kind: "clipboard_grab", selection, types });
-    }
+    this.#send(grabPayload(selection, this.#owned[selection]!, this.#layout, this.#lastSerial));
     this.#ownedSent[selection] = true;
   }
 
@@ -757,10 +748,7 @@ export class HostSession
   #close(reason?: unknown): void {
     if (this.#closed) return;
     this.#closed = true;
-    const options = reason === undefined ? undefined : { cause: reason };
-    this.#requests.failAll((s) =>
-      new ClipboardError("CLOSED", "Cannot paste: the session ended", s, options)
-    );
+    failClosed(this.#requests, reason);
     for (let s = 0; s < 3; s++) this.#dropGuestRequests(s);
   }
 }
