@@ -27,11 +27,17 @@
  *
  * A relay on QEMU's socket chardev reaches the guest over a new connection:
  * when A's socket closed, the guest agent saw its port close, and it sees it
- * reopen when B connects. So B restores with `resume: "reconnected"`: caps and
- * serials carry over, the bytes in flight are dropped, and B grabs the host's
- * clipboard again. (Keep the bytes in flight with `resume: "continued"` when
- * the byte stream itself goes on, e.g. behind a proxy that holds the
- * connection.)
+ * reopen when B connects. So B restores with `resume: "reconnected"`: the caps
+ * carry over, the bytes in flight are dropped, and B announces itself with
+ * request=1, as QEMU does when the guest opens its port. The agent sees a new
+ * client (it released what its user offered when its port closed, so nothing
+ * is lost), both sides start their serials again at 0, and B grabs the host's
+ * clipboard again once the guest answers. The reset is needed: a guest copy
+ * lost with A's connection moved the agent's serial past the checkpoint's,
+ * and the agent would discard B's next grab of that selection. (Keep the bytes
+ * in flight and the serials, without an announcement, with `resume:
+ * "continued"` when the byte stream itself goes on, e.g. behind a proxy that
+ * holds the connection and loses no byte.)
  *
  * KV takes values of at most 64 KiB. A continuous checkpoint is small (no
  * bytes in flight: under 100 bytes), but the last one, lossless, holds what

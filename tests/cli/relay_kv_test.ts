@@ -4,7 +4,9 @@
 // middle of a 3 MiB paste, so its last checkpoint spans many KV values; relay
 // B restores it from KV and is then killed; relay C takes over from B's last
 // continuous checkpoint. The guest agent outlives its port's connections, as
-// the Linux daemon does, and must never see a new client.
+// the Linux daemon does: B and C each restore with resume: "reconnected" and
+// announce themselves, so it sees exactly one more client per relay, starts
+// its serials again and discards no grab.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -224,15 +226,21 @@ test(
       assert.deepEqual(JSON.parse(view!), describeCheckpoint(checkpoint));
       let mark = events.length;
       port.open(await bounded(listener.accept(), "relay B to connect"));
-      await port.saw("host grab 0", mark); // B grabs again, with the next serial
+      // B announces itself with request=1: the guest answers it as a new
+      // client and starts its serials again; then B grabs again, serial 0.
+      await port.saw("host grab 0", mark);
+      assert.deepEqual(events.slice(mark), ["caps request=true", "host grab 0"]);
+      assert.deepEqual(guest.serials, [1, 0, 0], "serials restarted at B's announcement");
+      // A's paste failed with its port; B serves the guest's next one whole.
       assert.ok(sameBytes(await guest.request(0, TEXT), hostText), "the 3 MiB paste, from B");
       copied = "copied in the guest, B";
       guest.grab(1, [TEXT]);
       await relay.next(/^guest copied: copied in the guest, B$/);
-      // B's continuous checkpoints reach KV: the last one has the guest's
-      // second PRIMARY grab, serial 1, and no request left. Then B crashes.
+      // B's continuous checkpoints reach KV: the last one has B's grab, serial
+      // 0 (next 1), the guest's PRIMARY grab, serial 0 again, and no request
+      // left. (Without the reset they would read 2,1,0.) Then B crashes.
       const [, last] = await relay.next(
-        /^saved (\d+) bytes in 1 part\(s\), serials \d+,1,0, host requests 0$/,
+        /^saved (\d+) bytes in 1 part\(s\), serials 1,0,0, host requests 0$/,
       );
       assert.equal((await relay.stop("SIGKILL")).signal, "SIGKILL");
       await port.closed();
@@ -244,6 +252,7 @@ test(
       mark = events.length;
       port.open(await bounded(listener.accept(), "relay C to connect"));
       await port.saw("host grab 0", mark);
+      assert.deepEqual(events.slice(mark), ["caps request=true", "host grab 0"]);
       assert.match(
         new TextDecoder().decode(await guest.request(0, TEXT)),
         /^Hello from relay \d+$/,
@@ -252,12 +261,17 @@ test(
       guest.grab(1, [TEXT]);
       await relay.next(/^guest copied: copied in the guest, C$/);
 
-      // Relay A announced itself once; B and C never did.
-      assert.deepEqual(events.filter((e) => e.startsWith("caps")), ["caps request=true"]);
+      // Each relay announced itself once: the guest saw three clients, one
+      // after the other, and discarded nothing.
+      assert.deepEqual(
+        events.filter((e) => e.startsWith("caps")),
+        ["caps request=true", "caps request=true", "caps request=true"],
+      );
       assert.deepEqual(
         events.filter((e) => !e.startsWith("caps") && !e.startsWith("host grab")),
         [],
       );
+      assert.deepEqual(guest.serials, [1, 1, 0], "serials restarted at C's announcement");
       assert.equal(decodeCheckpoint(checkpoint).mode, "lossless");
     } finally {
       await relay?.stop("SIGKILL");
