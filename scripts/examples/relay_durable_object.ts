@@ -63,11 +63,29 @@
  * sends until the write is durable; elsewhere a crash between the two loses
  * them, as a dropped connection would.
  *
- * A new WebSocket is a new connection to the guest's port: the agent saw its
- * port close and reopen. If it knew this relay, the object restores at once
- * with `resume: "reconnected"` (caps and serials kept, bytes in flight
- * dropped, the host's grabs sent again), so the agent does not see a new
- * client.
+ * ## A new WebSocket
+ *
+ * With a bridge such as websockify in front of QEMU's socket chardev, a new
+ * WebSocket is a new connection to the chardev: the agent saw its port close
+ * when the old one went, and sees it reopen. If it knew this relay, the object
+ * restores at once with `resume: "reconnected"`: the bytes in flight are
+ * dropped (the guest's kernel dropped its side too), the caps are kept, and
+ * the session announces itself with request=1, as QEMU does when the guest
+ * opens its port. The agent sees a new client: it had already released what
+ * its user offered when its port closed, so nothing is lost, and both sides
+ * start their serials again at 0, which a guest copy lost with the old
+ * connection would otherwise have put out of step. Once the guest answers,
+ * the host's grabs go out again. That answer arrives in a later wake-up, which
+ * restores `"continued"` from a checkpoint that does not say the grabs are
+ * still due, so the object keeps that in storage itself (`regrab`) and grabs
+ * again when the guest's capabilities arrive.
+ *
+ * `resume: "continued"` would be right for a bridge on the guest's side that
+ * keeps the guest's port open across WebSockets, and only if it loses no byte
+ * between them (it would have to number and re-send what the old socket did
+ * not deliver): the agent would then see nothing, and the object would
+ * neither announce itself nor grab again. A plain WebSocket that drops loses
+ * the frames in flight both ways, so this object does not assume it.
  *
  * In Deno or Node (without hibernation), one instance serves every event, and
  * each still goes through storage:
@@ -161,6 +179,8 @@ const PIECE = 64 * 1024;
 const CHECKPOINT = "checkpoint";
 const HOST_TEXT = "host-clipboard";
 const GUEST_TEXT = "guest-clipboard";
+/** 1 while the host's grabs wait for the guest to answer a reconnect's announcement. */
+const REGRAB = "regrab";
 
 /** A relay that restores its session on every wake-up; see the module's documentation. */
 export class RelayObject {
@@ -181,7 +201,8 @@ export class RelayObject {
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       const response = this.#ctx.acceptWebSocket(request);
       // A session the guest agent knew goes on over the new connection: the
-      // agent saw its port close and reopen. The host's grabs go out again.
+      // agent saw its port close and reopen. The session announces itself; the
+      // host's grabs go out again once the guest answers.
       await this.#wake({ resume: "reconnected" });
       return response;
     }
@@ -227,6 +248,10 @@ export class RelayObject {
     const run = this.#queue.then(async () => {
       const saved = await this.#load(CHECKPOINT);
       if (!saved?.length && !wake.start) return;
+      // The guest has not answered a reconnect's announcement yet: the host's grabs are due.
+      const regrab = (saved?.length ?? 0) > 0 && wake.resume !== "reconnected" &&
+        (await this.#load(REGRAB))?.[0] === 1;
+      let answered = false;
       const socket = this.#ctx.getWebSockets().filter((s) => s.readyState === OPEN).at(-1);
       const work = new Set<Promise<unknown>>();
       const track = <T>(promise: Promise<T>): Promise<T> => {
@@ -264,6 +289,14 @@ export class RelayObject {
         resume: wake.resume ?? "continued",
         requestTimeout: 0, // a request outlives wake-ups; its data may come much later
         maxClipboard: this.#maxClipboard,
+        onGuestCaps: () => {
+          if (!regrab || answered) return;
+          answered = true;
+          for (let selection = 0; selection < 3; selection++) {
+            const types = relay.session.hostOffer(selection);
+            if (types !== undefined) relay.session.grab(selection, types);
+          }
+        },
         clipboard: {
           onGuestGrab: (selection, types) => {
             if (selection === Selection.CLIPBOARD && types.includes(TEXT)) {
@@ -308,6 +341,11 @@ export class RelayObject {
             },
           }),
         );
+        if (wake.resume === "reconnected" && saved?.length) {
+          await this.#save(REGRAB, new Uint8Array([1])); // the session announced itself
+        } else if (answered) {
+          await this.#save(REGRAB, new Uint8Array([0]));
+        }
         for (const bytes of socket === undefined ? [] : due) {
           for (let at = 0; at < bytes.length; at += PIECE) {
             socket!.send(bytes.subarray(at, at + PIECE));
@@ -318,6 +356,7 @@ export class RelayObject {
         // broken. Start over; the guest's side reconnects.
         await relay.done.catch(() => {});
         await this.#save(CHECKPOINT, new Uint8Array(0));
+        await this.#save(REGRAB, new Uint8Array([0]));
         socket?.close(1011, "vdagent session failed");
         console.error(`The vdagent session failed: ${(error as Error).message}`);
       }
