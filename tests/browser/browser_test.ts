@@ -7,22 +7,13 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { chromium } from "playwright-core";
 import { ClipboardType } from "../../mod.ts";
+import { CHROMIUM, CHROMIUM_ARGS } from "./_chromium.ts";
 import { fnv1a, GUEST_TEXT, hostImage, type PageResult } from "./page.ts";
 
 /** The package root: npm/ in the build. */
 const root = new URL("../../", import.meta.url);
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-];
 const TYPES: Record<string, string> = { ".js": "text/javascript", ".html": "text/html" };
 
 /** Serves the package's files on loopback; `/` is an empty page. */
@@ -68,7 +59,7 @@ test("the npm build runs a host and a guest pipeline back to back in headless Ch
     const context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ARGS,
+      args: CHROMIUM_ARGS,
       timeout: 60_000,
     });
     try {

@@ -5,12 +5,13 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../browser/_chromium.ts";
+import { waitImage, waitText, watchPage } from "../browser/_relay_page.ts";
 import { type Event, RelayProcess } from "../cli/_relay_process.ts";
 import { announceNotRun, requireBinaries, required, run, SANITIZE } from "./_gate.ts";
 import { type GuestStack, type GuestStackOptions, startGuestStack } from "./_guest_stack.ts";
 import { makePng } from "./_png.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 const chromiumFound = (() => {
   try {
     return Deno.statSync(CHROMIUM).isFile;
@@ -23,20 +24,6 @@ if (run && !chromiumFound && !required) {
     "THE RELAY PAGE'S REAL-AGENT TEST",
     `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`,
   );
-}
-
-/** What the page predicates use of the DOM (this file is type-checked without the DOM's types). */
-interface Page {
-  document: {
-    getElementById(id: string): {
-      textContent: string | null;
-      hidden: boolean;
-      dataset: Record<string, string | undefined>;
-      complete?: boolean;
-      naturalWidth?: number;
-      naturalHeight?: number;
-    } | null;
-  };
 }
 
 interface Context {
@@ -229,48 +216,21 @@ if (run && (chromiumFound || required)) {
       const context = await chromium.launchPersistentContext(profile, {
         executablePath: CHROMIUM,
         headless: true,
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--no-first-run",
-        ],
+        args: CHROMIUM_ARGS,
         timeout: 60_000,
       });
       try {
         const page = context.pages()[0] ?? await context.newPage();
-        const errors: string[] = [];
-        page.on("pageerror", (error) => errors.push(error.message));
-        page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-        page.on("requestfailed", (r) => errors.push(`${r.url()}: ${r.failure()?.errorText}`));
-        page.on("request", (r) => {
-          const own = [url, url.replace("http", "ws"), `blob:${url}`, "data:"];
-          if (!own.some((prefix) => r.url().startsWith(prefix))) {
-            errors.push(`request outside the relay: ${r.url()}`);
-          }
-        });
+        const errors = watchPage(page, url);
         await page.goto(url);
-        // Predicates run in the page as functions: its CSP forbids evaluating strings.
-        const waitText = (id: string, want: string, prefix = false) =>
-          page.waitForFunction(
-            ([id, want, prefix]) => {
-              const got =
-                (globalThis as unknown as Page).document.getElementById(id)?.textContent ?? "";
-              return prefix ? got.startsWith(want) : got === want;
-            },
-            [id, want, prefix] as const,
-            { timeout: 15_000 },
-          );
-        await waitText("status", "The guest agent is connected.");
+        await waitText(page, "status", "The guest agent is connected.");
 
         // Typed in the page, pasted by xclip in the guest.
         let mark = stack.logMark();
         const typed = "typed in the page ✓ 日本";
         await page.fill("#send-text-input", typed);
         await page.click("#send-text");
-        await waitText("status", "Sent", true);
+        await waitText(page, "status", "Sent", true);
         await stack.waitForLog(/received clipboard grab, arg1: 0,/, {
           since: mark,
           src: "vdagent",
@@ -283,22 +243,14 @@ if (run && (chromiumFound || required)) {
         // Copied in the guest, shown in the page.
         const copied = "copied in the guest\nfor the page ✓";
         await stack.guestCopy(copied);
-        await waitText("guest-text", copied);
+        await waitText(page, "guest-text", copied);
         assert.equal(await page.isHidden("#guest-image"), true);
 
         // An image copied in the guest shows as an image.
         const png = await makePng(64, 48, 11);
         await stack.guestCopy(png, { target: "image/png" });
         // Decoded by the browser: its size is the PNG's.
-        await page.waitForFunction(
-          (bytes) => {
-            const img = (globalThis as unknown as Page).document.getElementById("guest-image");
-            return img !== null && !img.hidden && img.dataset.bytes === String(bytes) &&
-              img.complete === true && img.naturalWidth === 64 && img.naturalHeight === 48;
-          },
-          png.length,
-          { timeout: 15_000 },
-        );
+        await waitImage(page, png.length, 64, 48);
 
         // A large image sent from the page: the progress bar follows the guest's paste.
         const big = await makePng(1024, 640, 12);
@@ -318,7 +270,7 @@ if (run && (chromiumFound || required)) {
         assert.ok(image.ok, image.stderr);
         assert.deepEqual(image.data, big);
         // Progress counts the message's payload: the data and 8 bytes of selection and type.
-        await waitText("progress-label", `to the guest done (${big.length + 8} bytes)`);
+        await waitText(page, "progress-label", `to the guest done (${big.length + 8} bytes)`);
         assert.deepEqual(errors, []);
       } finally {
         await context.close();
