@@ -129,23 +129,28 @@ function libraryConfig(): Record<string, unknown> {
   };
 }
 
+/** Compiler options for code that runs on Node: its module rules and types. */
+const nodeOptions = {
+  ...strictOptions,
+  target: "ES2022",
+  module: "NodeNext",
+  moduleResolution: "NodeNext",
+  isolatedModules: true,
+  // Node's types: TypeScript 5.9's DOM types lack ReadableStream.from.
+  lib: ["ES2022"],
+  types: ["node"],
+  noEmitOnError: true,
+  newLine: "lf",
+};
+
 /** `tsc` options for the staged tests: Node's module rules, checked against the built `.d.ts`. */
 function testConfig(): Record<string, unknown> {
   return {
     compilerOptions: {
-      ...strictOptions,
-      target: "ES2022",
-      module: "NodeNext",
-      moduleResolution: "NodeNext",
-      isolatedModules: true,
-      // Node's types: TypeScript 5.9's DOM types lack ReadableStream.from.
-      lib: ["ES2022"],
-      types: ["node"],
+      ...nodeOptions,
       // playwright-core's declarations need the DOM's; the tarball check
       // below checks the package's own declarations.
       skipLibCheck: true,
-      noEmitOnError: true,
-      newLine: "lf",
     },
     include: ["./**/*.ts"],
   };
@@ -194,7 +199,7 @@ async function fixEmitted(): Promise<number> {
 /**
  * Stages `scripts/relay/` (web-platform modules and the Node entry) in `npm/scripts/relay/`
  * with `.js` specifiers, compiles it against the built library with Node's types, leaves the
- * `.js` files and the page, and makes the bin executable.
+ * `.js` and `.d.ts` files and the page, and makes the bin executable.
  */
 async function buildRelay(tsc: string): Promise<number> {
   const source = new URL("scripts/relay/", root);
@@ -227,16 +232,10 @@ async function buildRelay(tsc: string): Promise<number> {
 function relayConfig(files: string[]): Record<string, unknown> {
   return {
     compilerOptions: {
-      ...strictOptions,
-      target: "ES2022",
-      module: "NodeNext",
-      moduleResolution: "NodeNext",
-      isolatedModules: true,
-      lib: ["ES2022"],
-      types: ["node"],
+      ...nodeOptions,
       typeRoots: ["../../node_modules/@types"],
-      noEmitOnError: true,
-      newLine: "lf",
+      // For the Node tests that import the relay's modules; only the .js files are packed.
+      declaration: true,
     },
     files,
   };

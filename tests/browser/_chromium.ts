@@ -1,12 +1,13 @@
 // How the browser tests launch Debian's Chromium through playwright-core, on Node
 // (tests/browser/) and on Deno (tests/interop/relay_test.ts). It never downloads a browser.
 import process from "node:process";
+import { type BrowserContext, chromium } from "playwright-core";
 
 /** The browser: Debian's `chromium`, or `CHROMIUM`. */
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 /** Flags for a headless run as root in a container, with nothing phoning home. */
-export const CHROMIUM_ARGS = [
+const ARGS = [
   "--headless",
   "--no-sandbox",
   "--disable-gpu",
@@ -14,3 +15,13 @@ export const CHROMIUM_ARGS = [
   "--disable-component-update",
   "--no-first-run",
 ];
+
+/** Launches headless Chromium with its profile in `profile` (a fresh temp dir). */
+export function launchChromium(profile: string): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    timeout: 60_000,
+  });
+}

@@ -7,9 +7,8 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 import { ClipboardType } from "../../mod.ts";
-import { CHROMIUM, CHROMIUM_ARGS } from "./_chromium.ts";
+import { CHROMIUM, launchChromium } from "./_chromium.ts";
 import { fnv1a, GUEST_TEXT, hostImage, type PageResult } from "./page.ts";
 
 /** The package root: npm/ in the build. */
@@ -56,12 +55,7 @@ test("the npm build runs a host and a guest pipeline back to back in headless Ch
   const server = await serve();
   const profile = await mkdtemp(join(tmpdir(), "vdagent-chromium-"));
   try {
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 60_000,
-    });
+    const context = await launchChromium(profile);
     try {
       const page = context.pages()[0] ?? await context.newPage();
       const errors: string[] = [];

@@ -8,10 +8,9 @@ import { Buffer } from "node:buffer";
 import { access, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 import { ClipboardType, Selection } from "../../mod.ts";
 import { GuestPort, RelayBin } from "../node/_relay_bin.ts";
-import { CHROMIUM, CHROMIUM_ARGS } from "./_chromium.ts";
+import { CHROMIUM, launchChromium } from "./_chromium.ts";
 import { waitImage, waitText, watchPage } from "./_relay_page.ts";
 import { hostImage } from "./page.ts";
 
@@ -41,12 +40,7 @@ test(
     try {
       const url = (await relay.next("listening")).url as string;
       await relay.next("caps");
-      const context = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: CHROMIUM_ARGS,
-        timeout: 60_000,
-      });
+      const context = await launchChromium(profile);
       try {
         const page = context.pages()[0] ?? await context.newPage();
         const errors = watchPage(page, url);

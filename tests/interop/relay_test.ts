@@ -4,8 +4,7 @@
 // suite (tests/interop/_gate.ts); the page also needs Debian's chromium (or CHROMIUM).
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { chromium } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "../browser/_chromium.ts";
+import { CHROMIUM, launchChromium } from "../browser/_chromium.ts";
 import { waitImage, waitText, watchPage } from "../browser/_relay_page.ts";
 import { type Event, RelayProcess } from "../cli/_relay_process.ts";
 import { announceNotRun, requireBinaries, required, run, SANITIZE } from "./_gate.ts";
@@ -213,12 +212,7 @@ if (run && (chromiumFound || required)) {
       const url = (await relay.next("listening")).url as string;
       await relay.next("caps");
       const profile = await Deno.makeTempDir({ prefix: "vdagent-relay-chromium-" });
-      const context = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: CHROMIUM_ARGS,
-        timeout: 60_000,
-      });
+      const context = await launchChromium(profile);
       try {
         const page = context.pages()[0] ?? await context.newPage();
         const errors = watchPage(page, url);
