@@ -101,7 +101,7 @@ async function readLines(
   let length = 0;
   let skipping = false;
   const end = (tail: string) => {
-    if (skipping) {
+    if (skipping || length + tail.length > max) {
       onTooLong(length + tail.length);
     } else {
       const line = (parts.join("") + tail).replace(/\r$/, "");

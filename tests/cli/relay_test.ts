@@ -2,7 +2,7 @@
 // an in-process guest agent on a unix socket (tests/cli/_guest_port.ts). Deno only.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ClipboardType } from "../../mod.ts";
+import { Capability, ClipboardType, hasCapability } from "../../mod.ts";
 import { prng, randBytes } from "../_helpers.ts";
 import { GuestPort } from "./_guest_port.ts";
 import { RelayProcess } from "./_relay_process.ts";
@@ -207,6 +207,48 @@ test("vdagent-relay answers malformed commands with an error event and keeps run
       mimes: ["text/plain;charset=utf-8"],
     }]);
     assert.deepEqual(relay.junk, []);
+  });
+});
+
+test("vdagent-relay honours --no-mouse, --no-clipboard and --max-clipboard", async () => {
+  await withRelay(async (port, start) => {
+    const limited = start(["--no-mouse", "--max-clipboard", "16"], "limited");
+    await limited.next("caps");
+    await limited.send({ cmd: "mouse", id: "m", x: 1, y: 1 });
+    assert.equal((await limited.answer("m")).code, "DISABLED");
+    const hostCaps = port.guest.session.hostCaps!;
+    assert.equal(hasCapability(hostCaps, Capability.MOUSE_STATE), false);
+    assert.equal(hasCapability(hostCaps, Capability.MAX_CLIPBOARD), true);
+    port.data.set(`0/${TEXT}`, encode("twenty bytes of text"));
+    port.guest.session.grab(0, [TEXT]);
+    await limited.next("offer");
+    await limited.send({ cmd: "paste", id: "p" });
+    // The guest agent keeps to the MAX_CLIPBOARD it was sent, as the Linux agent does: it
+    // answers with the type and no data.
+    assert.deepEqual(await limited.answer("p"), {
+      event: "data",
+      id: "p",
+      selection: "clipboard",
+      mime: "text/plain;charset=utf-8",
+      bytes: 0,
+      text: "",
+    });
+    // A line over 4/3 of the limit plus 64 KiB is skipped whole, and the next one runs.
+    await limited.send(`{"cmd":"copy","text":"${"x".repeat(70_000)}"}`);
+    const tooLong = await limited.next("error", (e) => e.code === "LINE_TOO_LONG");
+    assert.match(String(tooLong.message), /70024 characters, over the limit of 65558/);
+    await limited.send({ cmd: "status", id: "s" });
+    assert.equal((await limited.answer("s")).event, "status");
+    limited.signal("SIGTERM");
+    assert.equal(await limited.exited, 0);
+
+    const quiet = start(["--no-clipboard"], "no clipboard");
+    await quiet.next("caps");
+    await quiet.send({ cmd: "copy", id: "c", text: "x" });
+    assert.equal((await quiet.answer("c")).code, "DISABLED");
+    await quiet.send({ cmd: "mouse", id: "m", x: 3, y: 4 });
+    await quiet.answer("m");
+    await port.until(() => port.events.some((e) => e.kind === "mouse" && e.x === 3), "mouse");
   });
 });
 
