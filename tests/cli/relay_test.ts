@@ -422,3 +422,72 @@ test("vdagent-relay refuses bad arguments, an unreachable port and a bad state f
     assert.equal(port.connections, 0, "nothing connected with a bad state file");
   });
 });
+
+test("vdagent-relay --listen serves the page and the JSON protocol over WebSocket to its own origin only", async () => {
+  await withRelay(async (port, start) => {
+    const relay = start(["--listen", "127.0.0.1:0"]);
+    const url = (await relay.next("listening")).url as string;
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    await relay.next("caps");
+    const page = await fetch(url);
+    assert.equal(page.status, 200);
+    assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.match(
+      page.headers.get("content-security-policy")!,
+      /default-src 'none'; script-src 'self'/,
+    );
+    assert.match(await page.text(), /<script type="module" src="\/app\.js"><\/script>/);
+    const paths: [string, number][] = [["app.js", 200], ["style.css", 200], ["nope", 404], [
+      "ws",
+      426,
+    ]];
+    for (const [path, status] of paths) {
+      const response = await fetch(url + path);
+      assert.equal(response.status, status, path);
+      await response.body?.cancel();
+    }
+
+    // A client that is not a browser sends no Origin: it gets the state, then its answers.
+    const socket = new WebSocket(`${url.replace("http", "ws")}ws`);
+    const messages: { event: string; [key: string]: unknown }[] = [];
+    let wake = () => {};
+    socket.onmessage = (m) => {
+      messages.push(JSON.parse(m.data));
+      wake();
+    };
+    const until = (n: number) =>
+      new Promise<void>((resolve) => (wake = () => messages.length >= n && resolve(), wake()));
+    await until(2);
+    assert.deepEqual(messages.map((m) => m.event), ["hello", "caps"]);
+    socket.send(JSON.stringify({ cmd: "copy", id: "w", text: "over WebSocket" }));
+    socket.send("not json");
+    await until(4);
+    assert.deepEqual(messages[2], { event: "ok", id: "w", cmd: "copy" });
+    assert.equal(messages[3]!.code, "BAD_JSON");
+    await port.until(() => port.guest.session.hostOffer(0) !== undefined, "host grab");
+    assert.equal(decode(await port.guest.session.request(0, TEXT)), "over WebSocket");
+    // What the guest does reaches the socket and standard output alike.
+    port.data.set(`2/${TEXT}`, encode("secondary"));
+    port.guest.session.grab(2, [TEXT]);
+    await until(6); // served, offer
+    assert.ok(messages.some((m) => m.event === "offer" && m.selection === "secondary"));
+    await relay.next("offer", (e) => e.selection === "secondary");
+    assert.ok(!relay.events.some((e) => e.id === "w"), "answers go to who asked");
+    const closed = new Promise((resolve) => socket.onclose = resolve);
+    socket.close();
+    await closed;
+
+    // Another site's page is refused before any WebSocket.
+    const evil = await fetch(`${url}ws`, {
+      headers: {
+        origin: "https://evil.example",
+        upgrade: "websocket",
+        connection: "Upgrade",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+      },
+    });
+    assert.equal(evil.status, 403);
+    await evil.body?.cancel();
+  });
+});
