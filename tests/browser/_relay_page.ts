@@ -2,7 +2,7 @@
 // against the npm bin (tests/browser/relay_page_test.ts) and the Deno test against the real
 // agent (tests/interop/relay_test.ts). Predicates run in the page as functions: the page's
 // Content-Security-Policy forbids evaluating strings.
-import type { Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 
 /** What the predicates use of the DOM (the tests are type-checked without the DOM's types). */
 interface PageGlobals {
@@ -65,4 +65,19 @@ export function watchPage(page: Page, url: string): string[] {
     }
   });
   return errors;
+}
+
+/**
+ * Opens the relay's page at `url` and waits until it says the guest agent is connected. `errors`
+ * collects what goes wrong in it (see {@linkcode watchPage}).
+ */
+export async function openPage(
+  context: BrowserContext,
+  url: string,
+): Promise<{ page: Page; errors: string[] }> {
+  const page = context.pages()[0] ?? await context.newPage();
+  const errors = watchPage(page, url);
+  await page.goto(url);
+  await waitText(page, "status", "The guest agent is connected.");
+  return { page, errors };
 }

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ClipboardType, Selection } from "../../mod.ts";
 import { GuestPort, RelayBin } from "../node/_relay_bin.ts";
 import { CHROMIUM, launchChromium } from "./_chromium.ts";
-import { waitImage, waitText, watchPage } from "./_relay_page.ts";
+import { openPage, waitImage, waitText } from "./_relay_page.ts";
 import { hostImage } from "./page.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
@@ -42,10 +42,7 @@ test(
       await relay.next("caps");
       const context = await launchChromium(profile);
       try {
-        const page = context.pages()[0] ?? await context.newPage();
-        const errors = watchPage(page, url);
-        await page.goto(url);
-        await waitText(page, "status", "The guest agent is connected.");
+        const { page, errors } = await openPage(context, url);
 
         // Typed in the page, pasted in the guest.
         await page.fill("#send-text-input", "typed in the page ✓");

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { CHROMIUM, launchChromium } from "../browser/_chromium.ts";
-import { waitImage, waitText, watchPage } from "../browser/_relay_page.ts";
+import { openPage, waitImage, waitText } from "../browser/_relay_page.ts";
 import { type Event, RelayProcess } from "../cli/_relay_process.ts";
 import { announceNotRun, requireBinaries, required, run, SANITIZE } from "./_gate.ts";
 import { type GuestStack, type GuestStackOptions, startGuestStack } from "./_guest_stack.ts";
@@ -214,10 +214,7 @@ if (run && (chromiumFound || required)) {
       const profile = await Deno.makeTempDir({ prefix: "vdagent-relay-chromium-" });
       const context = await launchChromium(profile);
       try {
-        const page = context.pages()[0] ?? await context.newPage();
-        const errors = watchPage(page, url);
-        await page.goto(url);
-        await waitText(page, "status", "The guest agent is connected.");
+        const { page, errors } = await openPage(context, url);
 
         // Typed in the page, pasted by xclip in the guest.
         let mark = stack.logMark();
