@@ -7,9 +7,8 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
-import { chromium } from "playwright-core";
 import { ClipboardType } from "../../mod.ts";
+import { CHROMIUM, launchChromium } from "./_chromium.ts";
 import {
   fnv1a,
   GUEST_TEXT,
@@ -22,15 +21,6 @@ import {
 
 /** The package root: npm/ in the build. */
 const root = new URL("../../", import.meta.url);
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-];
 const TYPES: Record<string, string> = { ".js": "text/javascript", ".html": "text/html" };
 
 /** Serves the package's files on loopback; `/` is an empty page. */
@@ -76,12 +66,7 @@ test(
     const server = await serve();
     const profile = await mkdtemp(join(tmpdir(), "vdagent-chromium-"));
     try {
-      const context = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: ARGS,
-        timeout: 60_000,
-      });
+      const context = await launchChromium(profile);
       try {
         const page = context.pages()[0] ?? await context.newPage();
         const errors: string[] = [];

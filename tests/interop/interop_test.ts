@@ -3,10 +3,7 @@
 // a unix socket, and asserts on what the guest user sees (xclip, the uinput device) and on the
 // agent's log. A failing scenario prints the agent's log and the wire transcript.
 //
-// VDAGENT_INTEROP decides what happens when the Debian packages are missing:
-//   unset     one loud line on stderr and no test registered: nothing here counts as passed;
-//   require   a failing test (CI and `deno task test:interop` set it);
-//   skip      one loud line and no test, even when the packages are installed.
+// VDAGENT_INTEROP decides what happens when the Debian packages are missing (tests/interop/_gate.ts).
 //
 // Deno.test, not node:test: this suite is Deno-only (it spawns processes), and Deno.test's
 // sanitizers (turned on below) fail a scenario that leaves a process, a socket or a timer behind.
@@ -36,7 +33,6 @@ import {
   EV_KEY,
   EV_REL,
   EV_SYN,
-  findGuestBinaries,
   type GuestStack,
   type GuestStackOptions,
   type InputEvent,
@@ -45,6 +41,7 @@ import {
   startGuestStack,
   SYN_REPORT,
 } from "./_guest_stack.ts";
+import { requireBinaries, run, SANITIZE } from "./_gate.ts";
 import { makePng } from "./_png.ts";
 import { type HandOff, openRelay, type Relay, type RelayOptions } from "./_relay.ts";
 
@@ -71,28 +68,7 @@ const LINUX_AGENT_CAPS = capabilityWords([
   Capability.CLIPBOARD_GRAB_SERIAL,
 ]);
 
-// ---- the gate -------------------------------------------------------------------------------
-
-const mode = Deno.env.get("VDAGENT_INTEROP") ?? "";
-if (!["", "require", "skip"].includes(mode)) {
-  throw new RangeError(`VDAGENT_INTEROP must be unset, "require" or "skip", got "${mode}"`);
-}
-const binaries = findGuestBinaries();
-const INSTALL = "apt-get install -y spice-vdagent socat xvfb xclip";
-const run = mode !== "skip" && (binaries.ok || mode === "require");
-if (!run) {
-  const why = mode === "skip"
-    ? "VDAGENT_INTEROP=skip"
-    : `missing ${binaries.missing.join(", ")} (${INSTALL})`;
-  // deno-lint-ignore no-console
-  console.error(
-    `!!! REAL-AGENT INTEROP SUITE NOT RUN: ${why}. No interop scenario ran or passed; ` +
-      "CI runs it with VDAGENT_INTEROP=require. !!!",
-  );
-}
-
-/** Deno 2.9 leaves the sanitizers off by default; here they check that nothing is left running. */
-const SANITIZE = { sanitizeOps: true, sanitizeResources: true, sanitizeExit: true } as const;
+// ---- the gate (tests/interop/_gate.ts) -----------------------------------------------------
 
 interface Context {
   stack: GuestStack;
@@ -116,9 +92,7 @@ function scenario(
 ): void {
   if (!run) return;
   Deno.test({ name, ...SANITIZE }, async () => {
-    if (!binaries.ok) {
-      throw new Error(`VDAGENT_INTEROP=require, but ${binaries.missing.join(", ")} missing`);
-    }
+    requireBinaries();
     const stack = await startGuestStack(stackOptions);
     const relays: Relay[] = [];
     const open = async (options?: RelayOptions) => {
