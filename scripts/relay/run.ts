@@ -281,9 +281,15 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
   }
 
   if (restore !== undefined) {
+    // A reconnected session announces itself: the guest saw its port reopen, and a copy it lost
+    // with the old connection may have moved its serials past the checkpoint's.
+    const how = args.resume === "reconnected"
+      ? "the port was reopened, so it announces itself (request=1): the guest's serials restart " +
+        "at 0, and the host's copies go again once the guest answers"
+      : "the session continues without announcing itself";
     log(
       `restored ${args.state} (checkpoint of ${restore.checkpoint.length} bytes, resume ` +
-        `${args.resume}) on ${target}: the session continues without announcing itself`,
+        `${args.resume}) on ${target}: ${how}`,
     );
     try {
       await platform.removeFile(args.state!);
