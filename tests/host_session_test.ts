@@ -190,6 +190,7 @@ test("HostSession rejects a request on release, NONE, timeout, abort and close, 
   await assert.rejects(host.request(0, TEXT), code("NOT_OFFERED"));
   d.send(BOTH, { kind: "clipboard_grab", selection: 0, serial: 0, types: [TEXT] });
   await assert.rejects(host.request(0, PNG), code("NOT_OFFERED"));
+  assert.deepEqual(d.take(), [], "a request the guest cannot answer is not sent");
   const released = host.request(0, TEXT, { timeout: 0 });
   d.send(BOTH, { kind: "clipboard_release", selection: 0 });
   await assert.rejects(released, code("RELEASED"));

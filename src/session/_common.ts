@@ -193,8 +193,9 @@ export function grabPayload(
 }
 
 /**
- * Checks a paste of `type` on `selection` against what the peer offers and
- * registers it; the caller sends the request. Failures come as rejections.
+ * Checks a paste of `type` on `selection` against what the peer offers,
+ * registers it and calls `send` to ask the peer. A paste the peer does not
+ * offer is rejected and nothing is sent. Failures come as rejections.
  */
 export function startRequest(
   requests: RequestTable,
@@ -204,6 +205,7 @@ export function startRequest(
   type: number,
   timeout: number,
   signal: AbortSignal | undefined,
+  send: () => void,
 ): Promise<Uint8Array> {
   if (!offer?.types.includes(type)) {
     return Promise.reject(
@@ -214,7 +216,9 @@ export function startRequest(
       ),
     );
   }
-  return requests.add(selection, type, timeout, signal);
+  const result = requests.add(selection, type, timeout, signal);
+  send();
+  return result;
 }
 
 /** Fails every request of a session that ended. */

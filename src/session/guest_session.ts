@@ -292,7 +292,7 @@ export class GuestSession
       return Promise.reject(error);
     }
     const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = startRequest(
+    return startRequest(
       this.#requests,
       this.#offers[selection],
       "host",
@@ -300,9 +300,8 @@ export class GuestSession
       type,
       timeout,
       options?.signal,
+      () => this.#send({ kind: "clipboard_request", selection, type }),
     );
-    this.#send({ kind: "clipboard_request", selection, type });
-    return result;
   }
 
   #checkClipboard(selection: number, action: string): void {

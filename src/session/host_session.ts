@@ -346,7 +346,7 @@ export class HostSession
       return Promise.reject(error);
     }
     const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = startRequest(
+    return startRequest(
       this.#requests,
       this.#offers[selection],
       "guest",
@@ -354,9 +354,8 @@ export class HostSession
       type,
       timeout,
       options?.signal,
+      () => this.#send({ kind: "clipboard_request", selection, type }),
     );
-    this.#send({ kind: "clipboard_request", selection, type });
-    return result;
   }
 
   /**
