@@ -15,6 +15,8 @@ import {
   MessageAssembler,
   MessageFramer,
 } from "../mod.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "../mod.ts";
+import { hostInternals } from "../src/session/_internals.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { MessageReader } from "../src/wire/_message_reader.ts";
 import { runBench } from "./bench/_bench.ts";
@@ -29,5 +31,8 @@ const code = await runBench(denoRuntime, {
   createHostPipeline,
   ChunkReader,
   MessageReader,
+  encodeCheckpoint,
+  decodeCheckpoint,
+  hostInternals,
 });
 Deno.exit(code);

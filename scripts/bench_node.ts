@@ -25,10 +25,11 @@ if (at < 0 || args[at + 1] === undefined) {
 const dir = resolve(args[at + 1]!);
 args.splice(at, 2);
 const load = (path: string) => import(pathToFileURL(`${dir}/${path}`).href);
-const [mod, chunks, messages] = await Promise.all([
+const [mod, chunks, messages, internals] = await Promise.all([
   load("mod.js"),
   load("src/wire/_chunk_reader.js"),
   load("src/wire/_message_reader.js"),
+  load("src/session/_internals.js"),
 ]);
 const lib: BenchLibrary = {
   source: `the build in ${dir}`,
@@ -39,5 +40,8 @@ const lib: BenchLibrary = {
   createHostPipeline: mod.createHostPipeline,
   ChunkReader: chunks.ChunkReader,
   MessageReader: messages.MessageReader,
+  encodeCheckpoint: mod.encodeCheckpoint,
+  decodeCheckpoint: mod.decodeCheckpoint,
+  hostInternals: internals.hostInternals,
 };
 exit(await runBench(nodeRuntime(import.meta.url, ["--lib", dir], args), lib));

@@ -9,12 +9,15 @@
  *    `@types/node`, `playwright-core`).
  * 2. Compiles `mod.ts` and `src/` with `tsc` to ESM JavaScript plus `.d.ts`,
  *    with relative `.js` specifiers in both; copies README and LICENSE.
- * 3. Compiles the test suite (all of `tests/` but the Deno-only `cli/` and
+ * 3. Compiles the `vdagent-relay` command (`scripts/relay/`, its Node entry
+ *    `node_main.ts`) against that output into `scripts/relay/*.js` with its
+ *    page, the package's `bin`.
+ * 4. Compiles the test suite (all of `tests/` but the Deno-only `cli/` and
  *    `interop/`) against that output, with its fixtures.
- * 4. Packs the package, installs the tarball into a temporary project and
+ * 5. Packs the package, installs the tarball into a temporary project,
  *    imports it by name from an ESM script and from TypeScript files checked
- *    with `tsc --noEmit`.
- * 5. Runs the whole compiled suite with `node --test`, the browser test in
+ *    with `tsc --noEmit`, and runs its `vdagent-relay` bin.
+ * 6. Runs the whole compiled suite with `node --test`, the browser tests in
  *    headless Chromium included. This is the last thing it prints.
  *
  * It exits non-zero when any step fails.
@@ -31,8 +34,13 @@ const outPath = out.pathname;
 const NPM_NAME = "vdagent-streams";
 /** The package's source repository (to be confirmed: no remote is configured yet). */
 const REPOSITORY = "https://github.com/vdagent/streams";
+/** The relay command's name, and its Node entry in the package. */
+const RELAY_BIN = "vdagent-relay";
+const RELAY_MAIN = "scripts/relay/node_main.js";
 /** Test directories that need Deno (subprocesses of `deno`, the real agent). */
 const DENO_ONLY_TESTS = ["cli", "interop"];
+/** Examples that tests under Node run or import (the others use Deno APIs). */
+const NODE_EXAMPLES = ["relay_node.mjs", "relay_durable_object.ts"];
 /** Dev dependencies, pinned in `deno.json` `imports` as `npm:name@version`. */
 const DEV_DEPENDENCIES = ["typescript", "@types/node", "playwright-core"];
 
@@ -81,7 +89,15 @@ function packageJson(): Record<string, unknown> {
       "./package.json": "./package.json",
     },
     types: "./mod.d.ts",
-    files: ["mod.js", "mod.d.ts", "src/**/*.js", "src/**/*.d.ts"],
+    files: [
+      "mod.js",
+      "mod.d.ts",
+      "src/**/*.js",
+      "src/**/*.d.ts",
+      "scripts/relay/*.js",
+      "scripts/relay/page/*",
+    ],
+    bin: { [RELAY_BIN]: `./${RELAY_MAIN}` },
     sideEffects: false,
     engines: { node: ">=20" },
     devDependencies: pinnedVersions(),
@@ -115,23 +131,28 @@ function libraryConfig(): Record<string, unknown> {
   };
 }
 
+/** Compiler options for code that runs on Node: its module rules and types. */
+const nodeOptions = {
+  ...strictOptions,
+  target: "ES2022",
+  module: "NodeNext",
+  moduleResolution: "NodeNext",
+  isolatedModules: true,
+  // Node's types: TypeScript 5.9's DOM types lack ReadableStream.from.
+  lib: ["ES2022"],
+  types: ["node"],
+  noEmitOnError: true,
+  newLine: "lf",
+};
+
 /** `tsc` options for the staged tests: Node's module rules, checked against the built `.d.ts`. */
 function testConfig(): Record<string, unknown> {
   return {
     compilerOptions: {
-      ...strictOptions,
-      target: "ES2022",
-      module: "NodeNext",
-      moduleResolution: "NodeNext",
-      isolatedModules: true,
-      // Node's types: TypeScript 5.9's DOM types lack ReadableStream.from.
-      lib: ["ES2022"],
-      types: ["node"],
+      ...nodeOptions,
       // playwright-core's declarations need the DOM's; the tarball check
       // below checks the package's own declarations.
       skipLibCheck: true,
-      noEmitOnError: true,
-      newLine: "lf",
     },
     include: ["./**/*.ts"],
   };
@@ -177,6 +198,51 @@ async function fixEmitted(): Promise<number> {
   return files;
 }
 
+/**
+ * Stages `scripts/relay/` (web-platform modules and the Node entry) in `npm/scripts/relay/`
+ * with `.js` specifiers, compiles it against the built library with Node's types, leaves the
+ * `.js` and `.d.ts` files and the page, and makes the bin executable.
+ */
+async function buildRelay(tsc: string): Promise<number> {
+  const source = new URL("scripts/relay/", root);
+  const target = new URL("scripts/relay/", out);
+  await Deno.mkdir(new URL("page/", target), { recursive: true });
+  const staged: string[] = [];
+  for await (const entry of Deno.readDir(source)) {
+    if (entry.isFile && entry.name.endsWith(".ts")) {
+      const text = await Deno.readTextFile(new URL(entry.name, source));
+      await Deno.writeTextFile(new URL(entry.name, target), toJsSpecifiers(text));
+      staged.push(entry.name);
+    }
+  }
+  for await (const entry of Deno.readDir(new URL("page/", source))) {
+    await Deno.copyFile(
+      new URL(`page/${entry.name}`, source),
+      new URL(`page/${entry.name}`, target),
+    );
+  }
+  const config = new URL("tsconfig.json", target);
+  await Deno.writeTextFile(config, JSON.stringify(relayConfig(staged), null, 2));
+  await must("node", [tsc, "-p", config.pathname], out);
+  await Deno.remove(config);
+  for (const name of staged) await Deno.remove(new URL(name, target));
+  await Deno.chmod(new URL(RELAY_MAIN, out), 0o755);
+  return staged.length;
+}
+
+/** `tsc` options for the relay command: Node's module rules and types, emitted in place. */
+function relayConfig(files: string[]): Record<string, unknown> {
+  return {
+    compilerOptions: {
+      ...nodeOptions,
+      typeRoots: ["../../node_modules/@types"],
+      // For the Node tests that import the relay's modules; only the .js files are packed.
+      declaration: true,
+    },
+    files,
+  };
+}
+
 /** Copies `tests/` (but the Deno-only directories) to `npm/tests/` with `.js` specifiers. */
 async function stageTests(): Promise<string[]> {
   const tests = new URL("tests/", root);
@@ -193,13 +259,17 @@ async function stageTests(): Promise<string[]> {
       await Deno.copyFile(url, target);
     }
   }
-  // Examples that tests run with Node resolve the package by its own name from here.
+  // Examples that tests run with Node resolve the package by its own name from
+  // here; TypeScript ones are compiled with the tests.
   const examples = new URL("scripts/examples/", out);
   await Deno.mkdir(examples, { recursive: true });
-  await Deno.copyFile(
-    new URL("scripts/examples/relay_node.mjs", root),
-    new URL("relay_node.mjs", examples),
-  );
+  for (const name of NODE_EXAMPLES) {
+    const source = await Deno.readTextFile(new URL(`scripts/examples/${name}`, root));
+    await Deno.writeTextFile(
+      new URL(name, examples),
+      toJsSpecifiers(source).replaceAll('"@vdagent/streams"', `"${NPM_NAME}"`),
+    );
+  }
   return testFiles.sort();
 }
 
@@ -321,6 +391,17 @@ async function checkTarball(tsc: string): Promise<void> {
     ], project);
     await Deno.writeTextFile(`${project}/consumer.mjs`, CONSUMER_ESM);
     await must("node", ["consumer.mjs"], project);
+    // The bin, as `npx vdagent-relay` runs it from the installed package.
+    const help = await new Deno.Command("npx", {
+      args: ["--no-install", RELAY_BIN, "--help"],
+      cwd: project,
+      stdin: "null",
+    }).output();
+    const usage = new TextDecoder().decode(help.stderr);
+    if (help.code !== 0 || !usage.startsWith(`usage: ${RELAY_BIN} --connect`)) {
+      throw new Error(`npx ${RELAY_BIN} --help exited with ${help.code}: ${usage}`);
+    }
+    step(`npx ${RELAY_BIN} --help runs the installed bin`);
     await Deno.writeTextFile(`${project}/consumer.ts`, CONSUMER_TS);
     const typeRoots = `${outPath}node_modules/@types`;
     for (const node of [true, false]) {
@@ -365,6 +446,8 @@ async function main(): Promise<number> {
   );
   await Deno.copyFile(new URL("LICENSE", root), new URL("LICENSE", out));
   step(`emitted ${emitted} .js and .d.ts files`);
+
+  step(`compiling ${RELAY_BIN} (${await buildRelay(tsc)} modules) against the build`);
 
   step("compiling the test suite against the build");
   const testFiles = await stageTests();

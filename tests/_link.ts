@@ -91,6 +91,8 @@ export interface GuestConnection {
   port: PipelineRunner;
   /** The relay at the other end. */
   relay: HostPipeline;
+  /** The guest's bytes to the relay. */
+  g2h: Link;
 }
 
 /**
@@ -109,5 +111,5 @@ export function connectGuest(
     writable: g2h.writable,
   }, {});
   const relay = createHostPipeline({ readable: g2h.readable, writable: h2g.writable }, hostOptions);
-  return { port, relay };
+  return { port, relay, g2h };
 }

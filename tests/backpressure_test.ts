@@ -9,7 +9,7 @@ import {
   MessageAssembler,
   Selection,
 } from "../mod.ts";
-import { chunk, framed, message, u32s } from "./_helpers.ts";
+import { chunk, collect, framed, message, u32s } from "./_helpers.ts";
 
 /** A source that hands out `reads` one per pull and counts the bytes pulled. */
 function countingSource(
@@ -96,6 +96,34 @@ test("createHostPipeline stops pulling from the guest once its output to a stall
   await assert.rejects(pipeline.done, /test over/);
 });
 
+test("createHostPipeline stops inside a read full of pastes once its output passes the high-water mark", async () => {
+  // One read holds 200 pastes of the host's 256 KiB selection; the guest
+  // reads nothing back. Without stopping mid-read the relay would queue 50 MiB.
+  const data = new Uint8Array(256 * 1024);
+  const read = new Uint8Array(CAPS.length + 200 * PASTE.length);
+  read.set(CAPS);
+  for (let i = 0; i < 200; i++) read.set(PASTE, CAPS.length + i * PASTE.length);
+  const source = countingSource([read]);
+  const peer = stalled<Uint8Array>();
+  let served = 0;
+  const stop = new AbortController();
+  const pipeline = createHostPipeline({ readable: source.readable, writable: peer.writable }, {
+    signal: stop.signal,
+    clipboard: {
+      provide: () => {
+        served++;
+        return data;
+      },
+    },
+  });
+  pipeline.session.grab(Selection.PRIMARY, [ClipboardType.UTF8_TEXT]);
+  await settled(() => served);
+  const answers = Math.floor(MiB / data.length) + 1;
+  assert.ok(served <= answers, `served ${served} pastes of 200, expected at most ${answers}`);
+  stop.abort(new Error("test over"));
+  await assert.rejects(pipeline.done, /test over/);
+});
+
 test("ChunkDeframer and MessageAssembler read ahead of a stalled consumer by one message plus their queues", async () => {
   // 1 MiB messages in 2048-byte chunks, in 4096-byte reads; the consumer
   // takes the first batch and never finishes writing it.
@@ -126,4 +154,48 @@ test("ChunkDeframer and MessageAssembler read ahead of a stalled consumer by one
   assert.ok(pulled < wire.length, "it did not read everything");
   assert.equal(consumer.writes(), 1);
   void done;
+});
+
+test("createHostPipeline carries a read it paused in over a hand-off, losing and doubling nothing", async () => {
+  const data = new Uint8Array(256 * 1024);
+  const read = new Uint8Array(CAPS.length + 200 * PASTE.length);
+  read.set(CAPS);
+  for (let i = 0; i < 200; i++) read.set(PASTE, CAPS.length + i * PASTE.length);
+  const source = countingSource([read]);
+  const written: Uint8Array[] = [];
+  let releaseWrite: (() => void) | undefined;
+  const slow = new WritableStream<Uint8Array>({
+    write(bytes) {
+      written.push(bytes.slice());
+      return new Promise<void>((resolve) => releaseWrite = resolve);
+    },
+  });
+  const transport = { readable: source.readable, writable: slow };
+  let served = 0;
+  const clipboard = { provide: () => (served++, data) };
+  const a = createHostPipeline(transport, { clipboard });
+  a.session.grab(Selection.PRIMARY, [ClipboardType.UTF8_TEXT]);
+  await settled(() => served);
+  assert.ok(served < 200, "A stopped inside the read");
+  const checkpoint = a.checkpoint();
+  releaseWrite!(); // the write in flight completes; A writes nothing more
+  const state = await checkpoint;
+  await a.done;
+  const b = createHostPipeline(
+    {
+      readable: source.readable,
+      writable: new WritableStream({ write: (bytes) => void written.push(bytes.slice()) }),
+    },
+    { clipboard, restore: state },
+  );
+  await b.done;
+  const messages = (await collect(
+    ReadableStream.from(written).pipeThrough(new ChunkDeframer()).pipeThrough(
+      new MessageAssembler(),
+    ),
+  )).flat();
+  const answers = messages.filter((m) => m.type === 4);
+  assert.equal(answers.length, 200, "every paste answered once");
+  assert.ok(answers.every((m) => m.data.length === 8 + data.length));
+  assert.equal(messages.filter((m) => m.type === 9).length, 0, "no release");
 });

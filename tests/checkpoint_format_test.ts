@@ -265,7 +265,11 @@ test("decodeCheckpoint rejects hostile checkpoints with a stable code before all
   // Inbound bytes that do not parse, or that hold a whole message.
   const wire = (inbound: Uint8Array) => forge(concat(base, section(0x02, inbound)), 3);
   rejects(wire(u32s(3, 1)), "MALFORMED");
-  rejects(wire(chunk(1, message(13, new Uint8Array(0)))), "MALFORMED");
+  rejects(wire(chunk(1, message(13, new Uint8Array(0), { protocol: 7 }))), "MALFORMED");
+  assert.equal(
+    decodeCheckpoint(wire(chunk(1, message(13, new Uint8Array(0))))).wire?.inbound.length,
+    28,
+  );
   assert.equal(
     decodeCheckpoint(wire(u32s(1))).wire?.inbound.length,
     4,

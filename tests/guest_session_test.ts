@@ -164,10 +164,12 @@ test("GuestSession pastes the host's data, and fails the paste on release and cl
   const released = guest.request(0, TEXT);
   d.send(BOTH, { kind: "clipboard_release", selection: 0 });
   await assert.rejects(released, (e) => e instanceof ClipboardError && e.code === "RELEASED");
+  assert.deepEqual(d.take(), [{ kind: "clipboard_request", selection: 0, type: TEXT }]);
   await assert.rejects(
     guest.request(0, TEXT),
     (e) => e instanceof ClipboardError && e.code === "NOT_OFFERED",
   );
+  assert.deepEqual(d.take(), [], "a paste the host cannot answer is not sent");
   d.send(BOTH, { kind: "clipboard_grab", selection: 0, serial: 1, types: [TEXT] });
   const closed = guest.request(0, TEXT);
   d.close();

@@ -361,13 +361,14 @@ test("StateCheckpoint in minimal mode hands off at every message boundary, and t
   }
 });
 
-test("createHostPipeline with resume: reconnected keeps serials, re-grabs, and forgets the guest's offers", async () => {
+test("createHostPipeline with resume: reconnected announces request=1, re-grabs, and forgets the guest's offers", async () => {
   // The guest session outlives two connections, as the Linux agent does when
   // its port closes and reopens.
   const events: string[] = [];
   const guest = new GuestSession({
     requestTimeout: 0,
     onHostCaps: (_, request) => void events.push(`caps request=${request}`),
+    onDiagnostic: (d) => void events.push(`guest ${d.code}`),
     clipboard: {
       onHostGrab: (s, t) => void events.push(`host grab ${s} [${t}]`),
       provide: (s) => text(`guest ${s}`),
@@ -392,25 +393,38 @@ test("createHostPipeline with resume: reconnected keeps serials, re-grabs, and f
   for (let i = 0; i < 3; i++) guest.grab(2, [TEXT]);
   await until(() => first.relay.session.guestOffer(2)?.serial === 2, "the guest's third grab");
   const checkpoint = await first.relay.checkpoint();
+  // The guest copies again; the grab goes out on the old port, which nobody reads any more, and
+  // is lost when the port closes. The guest's serial for PRIMARY moved on all the same.
+  const written = first.g2h.written;
+  guest.grab(1, [TEXT]);
+  await until(() => first.g2h.written > written, "the lost grab");
+  assert.deepEqual(guest.serials, [1, 2, 3]);
   // The port closes and reopens; the guest hears that the client went away.
   await first.port.handOff(false, () => {});
   const mark = events.length;
   const second = connect({ restore: checkpoint, resume: "reconnected" });
   guest.clientDisconnected();
+  // B announces itself with request=1: the guest answers, starts its serials again, and B
+  // grabs what the host owned again, with serial 0.
   await until(
     () => events.slice(mark).includes("host grab 0 [1]"),
     "the host's grab, sent again",
   );
+  assert.deepEqual(events.slice(mark), ["caps request=true", "host grab 0 [1]"]);
   assert.equal(second.relay.session.guestOffer(1), undefined, "the guest's offer is gone");
-  assert.deepEqual(guest.serials, [2, 1, 3], "serials went on; nobody reset them");
+  assert.deepEqual(guest.serials, [1, 0, 0], "serials restarted at B's announcement");
   assert.equal(new TextDecoder().decode(await guest.request(0, TEXT)), "host 0");
+  // B's grab of the selection whose grab was lost is accepted, and the guest's next grab
+  // reaches B with serial 0.
+  second.relay.session.grab(1, [TEXT]);
+  await until(() => events.slice(mark).includes("host grab 1 [1]"), "B's PRIMARY grab");
   guest.grab(2, [TEXT]);
   await until(
-    () => second.relay.session.guestOffer(2)?.serial === 3,
-    "the guest's next grab, serial 3",
+    () => second.relay.session.guestOffer(2)?.serial === 0,
+    "the guest's next grab, serial 0",
   );
   assert.equal(new TextDecoder().decode(await second.relay.session.request(2, TEXT)), "guest 2");
-  assert.equal(events.filter((e) => e === "caps request=true").length, 1, "no new client");
+  assert.equal(events.filter((e) => e.startsWith("guest GRAB_DISCARDED")).length, 0);
   await second.relay.close().catch(() => {});
   await second.port.done.catch(() => {});
 });

@@ -10,7 +10,7 @@ import {
   type SessionDiagnostic,
 } from "../mod.ts";
 import { BOTH, drive, LINUX_CAPS, settle, WINDOWS_CAPS } from "./_session.ts";
-import { collect, cut, fixture, fixtureJson, u32s } from "./_helpers.ts";
+import { collect, cut, fixture, fixtureJson, u32s, until } from "./_helpers.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
 const PNG = ClipboardType.IMAGE_PNG;
@@ -190,6 +190,7 @@ test("HostSession rejects a request on release, NONE, timeout, abort and close, 
   await assert.rejects(host.request(0, TEXT), code("NOT_OFFERED"));
   d.send(BOTH, { kind: "clipboard_grab", selection: 0, serial: 0, types: [TEXT] });
   await assert.rejects(host.request(0, PNG), code("NOT_OFFERED"));
+  assert.deepEqual(d.take(), [], "a request the guest cannot answer is not sent");
   const released = host.request(0, TEXT, { timeout: 0 });
   d.send(BOTH, { kind: "clipboard_release", selection: 0 });
   await assert.rejects(released, code("RELEASED"));
@@ -547,4 +548,41 @@ test("HostSession makes the host capture's decisions when replaying the guest ca
     ],
   );
   assert.deepEqual(wire.subarray(72), h2g.subarray(36));
+});
+
+test("HostSession releases a guest paste that waits too long for the provider, and drops the late answer", async () => {
+  const diagnostics: string[] = [];
+  let answer!: (data: Uint8Array) => void;
+  const { host, d } = negotiated({
+    guestRequestTimeout: 5,
+    clipboard: { provide: () => new Promise((resolve) => answer = resolve) },
+    onDiagnostic: (x) => diagnostics.push(x.code),
+  });
+  host.grab(0, [TEXT]);
+  d.take();
+  d.send(BOTH, { kind: "clipboard_request", selection: 0, type: TEXT });
+  const released: unknown[] = [];
+  await until(() => (released.push(...d.take()), released.length > 0), "the release");
+  assert.deepEqual(released, [{ kind: "clipboard_release", selection: 0 }]);
+  assert.deepEqual(diagnostics, ["REQUEST_EXPIRED"]);
+  answer(bytes("too late"));
+  await settle();
+  assert.deepEqual(d.take(), [], "the late answer goes nowhere");
+});
+
+test("HostSession bounds the guest's pastes pending on a selection", () => {
+  const diagnostics: string[] = [];
+  const { host, d } = negotiated({
+    maxRequests: 2,
+    guestRequestTimeout: 0,
+    clipboard: { provide: () => new Promise(() => {}) },
+    onDiagnostic: (x) => diagnostics.push(x.code),
+  });
+  host.grab(0, [TEXT]);
+  d.take();
+  for (let i = 0; i < 2; i++) d.send(BOTH, { kind: "clipboard_request", selection: 0, type: TEXT });
+  assert.deepEqual(d.take(), [], "two pastes wait for the provider");
+  d.send(BOTH, { kind: "clipboard_request", selection: 0, type: TEXT });
+  assert.deepEqual(d.take(), [{ kind: "clipboard_release", selection: 0 }]);
+  assert.deepEqual(diagnostics, ["TOO_MANY_REQUESTS"]);
 });

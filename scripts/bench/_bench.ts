@@ -9,6 +9,7 @@ import {
   type Tally,
 } from "./_cases.ts";
 import { buildFrameInput, frameCases } from "./_frame.ts";
+import { measureCheckpoint } from "./_checkpoint.ts";
 import { buildInputs, cut, type Expected, FULL, QUICK } from "./_inputs.ts";
 import { measure, median, spread } from "./_measure.ts";
 import { memoryRun } from "./_memory.ts";
@@ -278,9 +279,10 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
     };
   }
 
-  results.notes.push(
-    "K (checkpoint capture + encode + decode + restore): not available yet; the checkpoint API has not landed.",
-  );
+  if (!flags.only) {
+    rt.print("measuring K: checkpoint round trips");
+    results.checkpoint = measureCheckpoint(lib, warmups, runs, flags.quick ? 50 : 2000);
+  }
 
   if (flags.memory && !flags.quick && !flags.only) {
     rt.print("measuring memory: 1 GiB of mixed traffic through F in a fresh process");

@@ -3,6 +3,7 @@
 import type * as Mod from "../../mod.ts";
 import type { ChunkReader } from "../../src/wire/_chunk_reader.ts";
 import type { MessageReader } from "../../src/wire/_message_reader.ts";
+import type { hostInternals } from "../../src/session/_internals.ts";
 import { type Expected, fold, messageChecksum, T, UTF8_TEXT } from "./_inputs.ts";
 import { NaiveDeframer } from "./naive_deframer.ts";
 
@@ -18,6 +19,10 @@ export interface BenchLibrary {
   /** The synchronous cores (src/wire/_chunk_reader.ts, _message_reader.ts). */
   ChunkReader: typeof ChunkReader;
   MessageReader: typeof MessageReader;
+  encodeCheckpoint: typeof Mod.encodeCheckpoint;
+  decodeCheckpoint: typeof Mod.decodeCheckpoint;
+  /** The host session's snapshot and restore (src/session/_internals.ts). */
+  hostInternals: typeof hostInternals;
 }
 
 /** What a case saw. Fields a case cannot see stay undefined. */

@@ -40,7 +40,24 @@ export type CheckpointErrorCode =
  * ```
  */
 export class CheckpointError extends Error {
-  /** Stable machine-readable code. */
+  /**
+   * Stable machine-readable code.
+   *
+   * @example Telling a checkpoint from a newer release apart from a corrupt one
+   * ```ts
+   * import { CheckpointError, decodeCheckpoint } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * const fromTheFuture = new Uint8Array([0x56, 0x44, 0x43, 0x4b, 2, 0]); // "VDCK", version 2.0
+   * try {
+   *   decodeCheckpoint(fromTheFuture);
+   *   assert.fail("decoded");
+   * } catch (error) {
+   *   assert.ok(error instanceof CheckpointError);
+   *   assert.equal(error.code, "UNSUPPORTED_VERSION");
+   * }
+   * ```
+   */
   readonly code: CheckpointErrorCode;
 
   /**

@@ -17,7 +17,7 @@ const selectionNames = Object.keys(Selection);
  * @param limits Limits for decoding.
  * @returns A plain object, ready for `JSON.stringify`.
  *
- * @example
+ * @example Capability words in hex, clipboard types by name
  * ```ts
  * import { describeCheckpoint, encodeCheckpoint } from "@vdagent/streams";
  * import assert from "node:assert/strict";

@@ -49,11 +49,59 @@ export interface StateCheckpointOptions {
  * ```
  */
 export class StateCheckpoint {
-  /** What the checkpoints hold. */
+  /**
+   * What the checkpoints hold.
+   *
+   * @example Lossless unless asked otherwise
+   * ```ts
+   * import { StateCheckpoint } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(new StateCheckpoint().mode, "lossless");
+   * assert.equal(new StateCheckpoint({ mode: "minimal" }).mode, "minimal");
+   * ```
+   */
   readonly mode: CheckpointMode;
-  /** Whether a checkpoint follows every change of the session's state. */
+  /**
+   * Whether a checkpoint follows every change of the session's state.
+   *
+   * @example Only on demand unless asked otherwise
+   * ```ts
+   * import { StateCheckpoint } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(new StateCheckpoint().continuous, false);
+   * assert.equal(new StateCheckpoint({ continuous: true }).continuous, true);
+   * ```
+   */
   readonly continuous: boolean;
-  /** The checkpoints, as `Uint8Array`s. */
+  /**
+   * The checkpoints, as `Uint8Array`s: pipe them to a store. The stream ends
+   * when the pipeline does.
+   *
+   * @example Storing the hand-off checkpoint of a relay
+   * ```ts
+   * import { createGuestPipeline, createHostPipeline, StateCheckpoint } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * const a = new TransformStream<Uint8Array, Uint8Array>();
+   * const b = new TransformStream<Uint8Array, Uint8Array>();
+   * const transport = { readable: b.readable, writable: a.writable };
+   * const guest = createGuestPipeline({ readable: a.readable, writable: b.writable });
+   * const checkpoints = new StateCheckpoint();
+   * const relayA = createHostPipeline(transport, { checkpoints });
+   * const stored: Uint8Array[] = [];
+   * const storing = checkpoints.readable.pipeTo(new WritableStream({ write: (c) => void stored.push(c) }));
+   * while (relayA.session.guestCaps === undefined) await new Promise((r) => setTimeout(r, 1));
+   * const handedOff = await relayA.checkpoint();
+   * await storing; // relay A ended with the hand-off, and so did its checkpoints
+   * assert.deepEqual(stored, [handedOff]);
+   * const relayB = createHostPipeline(transport, { restore: stored[0]! });
+   * assert.deepEqual(relayB.session.guestCaps, [0x00038de7]);
+   * await relayB.close();
+   * await guest.done;
+   * ```
+   */
   readonly readable: ReadableStream<Uint8Array>;
 
   /**

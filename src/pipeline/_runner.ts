@@ -68,6 +68,8 @@ export class PipelineRunner {
   readonly #pumps: Promise<void>;
   #pumpInDone: Promise<void> = Promise.resolve();
   #outBytes = 0;
+  /** Bytes read but not yet pushed: the rest of a read the reader paused in. */
+  #rest: Uint8Array | undefined;
   #inputDone = false;
   #closing = false;
   #stopped = false;
@@ -104,8 +106,12 @@ export class PipelineRunner {
     const bounds: number[] = [];
     for (const type of Object.values(MessageType)) bounds[type] = maxPayloadSize(type, limits);
     this.#messages = new MessageReader(
-      (port, type, opaque, data, skipped) =>
-        session.receive(agentMessage(port, type, opaque, data, skipped)),
+      (port, type, opaque, data, skipped) => {
+        session.receive(agentMessage(port, type, opaque, data, skipped));
+        // A read full of requests must not queue without bound: stop at this
+        // message, write, and take the rest of the read later.
+        if (this.#outBytes + session.queuedBytes() > HIGH_WATER) this.#chunks.pause();
+      },
       {
         maxMessageSize,
         copy: options.copy ?? false,
@@ -178,7 +184,7 @@ export class PipelineRunner {
     this.#throwIfFailed();
     this.#session.run(() => {}); // deliver what the session still holds
     const captured = capture();
-    const inbound = lossless ? inboundBytes(this.#chunks, this.#messages) : new Uint8Array(0);
+    const inbound = lossless ? this.#inbound() : new Uint8Array(0);
     await this.#pumps;
     this.#throwIfFailed();
     const outbound = new Uint8Array(this.#outBytes);
@@ -190,6 +196,23 @@ export class PipelineRunner {
     this.#outBytes = 0;
     this.#writer.releaseLock();
     return { captured, inbound, outbound };
+  }
+
+  /** The bytes in flight inbound: the decoder's partial state, then what it did not take yet. */
+  #inbound(): Uint8Array {
+    const partial = inboundBytes(this.#chunks, this.#messages);
+    const rest = this.#rest;
+    if (rest === undefined) return partial;
+    const out = new Uint8Array(partial.length + rest.length);
+    out.set(partial);
+    out.set(rest, partial.length);
+    return out;
+  }
+
+  /** Pushes bytes into the decoder; keeps what it did not take when it paused. */
+  #push(bytes: Uint8Array): void {
+    const taken = this.#session.run(() => this.#chunks.push(bytes));
+    this.#rest = taken < bytes.length ? bytes.subarray(taken) : undefined;
   }
 
   #deliver(batch: AgentMessage[]): void {
@@ -233,11 +256,16 @@ export class PipelineRunner {
         if (initial !== undefined) {
           const bytes = initial;
           initial = undefined; // held for the pipeline's life otherwise
-          this.#session.run(() => this.#chunks.push(bytes));
+          this.#push(bytes);
         }
         while (!this.#stopped && !this.#inputDone && this.#handOff === undefined) {
           if (this.#outBytes > HIGH_WATER) {
             await new Promise<void>((resolve) => this.#wakeIn = resolve);
+            continue;
+          }
+          if (this.#rest !== undefined) {
+            this.#push(this.#rest);
+            this.#onChange?.();
             continue;
           }
           let result: ReadableStreamReadResult<Uint8Array>;
@@ -254,7 +282,7 @@ export class PipelineRunner {
             break;
           }
           // Bytes read are dispatched even at a hand-off: they left the transport.
-          this.#session.run(() => this.#chunks.push(result.value));
+          this.#push(result.value);
           this.#onChange?.();
         }
       } catch (error) {

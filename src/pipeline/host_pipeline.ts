@@ -17,8 +17,9 @@ import type { Transport } from "./transport.ts";
 export interface HostPipelineOptions extends HostSessionOptions, PipelineOptions {
   /**
    * A checkpoint from another relay to continue from, before any traffic
-   * flows: the session does not announce itself, and the guest does not
-   * notice the hand-off. A bad checkpoint throws a `CheckpointError`.
+   * flows. With `resume: "continued"` the session does not announce itself,
+   * and the guest does not notice the hand-off. A bad checkpoint throws a
+   * `CheckpointError`.
    */
   restore?: Uint8Array | CheckpointState;
   /**
@@ -28,8 +29,11 @@ export interface HostPipelineOptions extends HostSessionOptions, PipelineOptions
    * bytes in flight are fed and written first, and the guest's pending pastes
    * go to this relay's provider. `"reconnected"`: the guest saw its port close
    * and reopen (e.g. a QEMU socket chardev the old relay closed): bytes in
-   * flight are dropped, caps and serials are kept, the guest's offers are
-   * forgotten (it released them) and the host's grabs are sent again.
+   * flight are dropped, the guest's offers are forgotten (it released them),
+   * and the session announces itself with request=1, as QEMU does when the
+   * guest opens its port, because a guest grab lost with the old port may
+   * have moved the guest's serials past the checkpoint's; once the guest
+   * answers, serials start again at 0 and the host's grabs are sent again.
    */
   resume?: "continued" | "reconnected";
   /** Limits for decoding `restore`. */

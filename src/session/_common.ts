@@ -1,14 +1,23 @@
 // This module is browser compatible.
 
+import { Capability } from "../protocol/capability.ts";
+import { hasCapability } from "../protocol/has_capability.ts";
+import type { MessagePayload, PayloadOptions } from "../protocol/message_payload.ts";
 import { MouseButton } from "../protocol/mouse_button.ts";
 import type { Outbox } from "./_outbox.ts";
 import { DEFAULT_MAX_CAPS_WORDS, DEFAULT_MAX_GRAB_TYPES } from "../protocol/_payload.ts";
 import { checkLimit } from "../wire/_limits.ts";
+import type { RequestTable } from "./_requests.ts";
+import { nextSerial } from "./_serial.ts";
+import { ClipboardError } from "./clipboard_error.ts";
+import type { ClipboardOffer } from "./clipboard_offer.ts";
 import type { MouseButtonName, MouseInput } from "./mouse_input.ts";
 import type { SessionLimits } from "./session_limits.ts";
 
 /** Default milliseconds a request waits for its data. */
 export const DEFAULT_REQUEST_TIMEOUT = 30_000;
+/** Default milliseconds a guest's paste may wait for the host's provider. */
+export const DEFAULT_GUEST_REQUEST_TIMEOUT = 10_000;
 /** Default requests outstanding per selection. */
 export const DEFAULT_MAX_REQUESTS = 16;
 
@@ -148,4 +157,74 @@ export function callProvider(
   } else {
     settle(result);
   }
+}
+
+/** The clipboard layout both sides announced, with the session's decoding limits. */
+export function negotiatedLayout(
+  own: readonly number[],
+  peer: readonly number[] | undefined,
+  limits: Required<SessionLimits>,
+): PayloadOptions {
+  const both = (bit: number) =>
+    peer !== undefined && hasCapability(peer, bit) && hasCapability(own, bit);
+  return {
+    selection: both(Capability.CLIPBOARD_SELECTION),
+    grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
+    maxGrabTypes: limits.maxGrabTypes,
+    maxCapsWords: limits.maxCapsWords,
+  };
+}
+
+/**
+ * A grab of `selection` offering `types`: with GRAB_SERIAL it carries the
+ * selection's serial in `serials`, which then moves on (both roles send the
+ * current serial, then increment it).
+ */
+export function grabPayload(
+  selection: number,
+  types: readonly number[],
+  layout: PayloadOptions,
+  serials: number[],
+): MessagePayload {
+  if (!layout.grabSerial) return { kind: "clipboard_grab", selection, types };
+  const serial = serials[selection]!;
+  serials[selection] = nextSerial(serial);
+  return { kind: "clipboard_grab", selection, serial, types };
+}
+
+/**
+ * Checks a paste of `type` on `selection` against what the peer offers,
+ * registers it and calls `send` to ask the peer. A paste the peer does not
+ * offer is rejected and nothing is sent. Failures come as rejections.
+ */
+export function startRequest(
+  requests: RequestTable,
+  offer: ClipboardOffer | undefined,
+  peer: "host" | "guest",
+  selection: number,
+  type: number,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  send: () => void,
+): Promise<Uint8Array> {
+  if (!offer?.types.includes(type)) {
+    return Promise.reject(
+      new ClipboardError(
+        "NOT_OFFERED",
+        `Cannot paste: the ${peer} does not offer type ${type} on selection ${selection}`,
+        selection,
+      ),
+    );
+  }
+  const result = requests.add(selection, type, timeout, signal);
+  send();
+  return result;
+}
+
+/** Fails every request of a session that ended. */
+export function failClosed(requests: RequestTable, reason: unknown): void {
+  const options = reason === undefined ? undefined : { cause: reason };
+  requests.failAll((s) =>
+    new ClipboardError("CLOSED", "Cannot paste: the session ended", s, options)
+  );
 }

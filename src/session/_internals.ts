@@ -11,6 +11,8 @@ export interface SessionInternals {
   receive(message: AgentMessage): void;
   /** Runs `fn`, delivering what it sends as one batch. */
   run<T>(fn: () => T): T;
+  /** Payload bytes sent but not yet delivered. */
+  queuedBytes(): number;
   /** Ends the session: pending requests fail. */
   close(reason?: unknown): void;
 }
@@ -25,8 +27,10 @@ export interface HostInternals {
   /**
    * Takes `state` over before any traffic: the session will not announce
    * itself. With `reconnected`, the transport was reconnected: the guest
-   * dropped its offers and the host's grabs, so those are dropped and
-   * re-sent respectively. Otherwise pending guest pastes go to the provider.
+   * dropped its offers and the host's grabs, and its serials may have moved
+   * on, so the session announces itself with request=1 (serials back to 0),
+   * drops the guest's offers and grabs again once the guest answers.
+   * Otherwise pending guest pastes go to the provider.
    */
   restore(state: HostSessionState, reconnected: boolean): void;
   /** Stops all output for good. */

@@ -10,6 +10,7 @@ import type { AgentMessage } from "../wire/agent_message.ts";
  */
 export class Outbox {
   #batch: AgentMessage[] = [];
+  #batchBytes = 0;
   #deliver: ((batch: AgentMessage[]) => void) | undefined;
   #depth = 0;
   #scheduled = false;
@@ -25,10 +26,16 @@ export class Outbox {
     return this.#sealed;
   }
 
+  /** Payload bytes queued and not yet delivered. */
+  get queuedBytes(): number {
+    return this.#batchBytes;
+  }
+
   /** Queues a message. */
   send(message: AgentMessage): void {
     if (this.#sealed) return;
     this.#batch.push(message);
+    this.#batchBytes += message.data.length;
     if (this.#depth === 0 && !this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(() => {
@@ -53,12 +60,14 @@ export class Outbox {
     if (this.#batch.length === 0 || this.#deliver === undefined || this.#sealed) return;
     const batch = this.#batch;
     this.#batch = [];
+    this.#batchBytes = 0;
     this.#deliver(batch);
   }
 
   /** Stops all output for good; what was queued is dropped. */
   seal(): void {
     this.#batch = [];
+    this.#batchBytes = 0;
     this.#sealed = true;
   }
 }

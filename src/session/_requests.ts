@@ -2,10 +2,27 @@
 
 import { ClipboardError } from "./clipboard_error.ts";
 
-interface Pending {
-  type: number;
-  resolve(data: Uint8Array): void;
-  reject(error: ClipboardError): void;
+/** One outstanding request. */
+class Pending {
+  readonly selection: number;
+  readonly type: number;
+  readonly resolve: (data: Uint8Array) => void;
+  readonly reject: (error: ClipboardError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+
+  constructor(
+    selection: number,
+    type: number,
+    resolve: (data: Uint8Array) => void,
+    reject: (error: ClipboardError) => void,
+  ) {
+    this.selection = selection;
+    this.type = type;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
 }
 
 /** Outstanding clipboard requests of one side, per selection, oldest first. */
@@ -38,34 +55,28 @@ export class RequestTable {
       );
     }
     if (signal?.aborted) return Promise.reject(aborted(selection, signal));
-    return new Promise<Uint8Array>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => settle(() => reject(aborted(selection, signal!)));
-      const settle = (action: () => void) => {
-        const at = queue.indexOf(pending);
-        if (at >= 0) queue.splice(at, 1);
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        action();
-      };
-      const pending: Pending = {
-        type,
-        resolve: (data) => settle(() => resolve(data)),
-        reject: (error) => settle(() => reject(error)),
-      };
-      queue.push(pending);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      if (timeout > 0) {
-        timer = setTimeout(() =>
-          pending.reject(
-            new ClipboardError(
-              "TIMEOUT",
-              `Cannot paste: no answer within ${timeout} ms`,
-              selection,
-            ),
-          ), timeout);
-      }
+    let pending!: Pending;
+    const promise = new Promise<Uint8Array>((resolve, reject) => {
+      pending = new Pending(selection, type, resolve, reject);
     });
+    queue.push(pending);
+    if (timeout > 0) {
+      pending.timer = setTimeout(() => {
+        this.#settle(pending);
+        pending.reject(
+          new ClipboardError("TIMEOUT", `Cannot paste: no answer within ${timeout} ms`, selection),
+        );
+      }, timeout);
+    }
+    if (signal !== undefined) {
+      pending.signal = signal;
+      pending.onAbort = () => {
+        this.#settle(pending);
+        pending.reject(aborted(selection, signal));
+      };
+      signal.addEventListener("abort", pending.onAbort, { once: true });
+    }
+    return promise;
   }
 
   /**
@@ -74,8 +85,13 @@ export class RequestTable {
    */
   answer(selection: number, type: number, data: Uint8Array): boolean {
     const queue = this.#queues[selection]!;
-    const pending = queue.find((p) => p.type === type) ?? (type === 0 ? queue[0] : undefined);
-    if (pending === undefined) return false;
+    let at = 0;
+    while (at < queue.length && queue[at]!.type !== type) at++;
+    if (at === queue.length) {
+      if (type !== 0 || queue.length === 0) return false;
+      at = 0;
+    }
+    const pending = this.#take(queue, at);
     if (pending.type !== type) {
       pending.reject(
         new ClipboardError(
@@ -92,16 +108,43 @@ export class RequestTable {
 
   /** Fails the oldest request of `type` on `selection`; returns false if none waits. */
   fail(selection: number, type: number, error: ClipboardError): boolean {
-    const pending = this.#queues[selection]!.find((p) => p.type === type);
-    pending?.reject(error);
-    return pending !== undefined;
+    const queue = this.#queues[selection]!;
+    const at = queue.findIndex((p) => p.type === type);
+    if (at < 0) return false;
+    this.#take(queue, at).reject(error);
+    return true;
   }
 
   /** Fails every request on `selection`, or on all selections. */
   failAll(error: (selection: number) => ClipboardError, selection?: number): void {
     for (let s = 0; s < this.#queues.length; s++) {
       if (selection !== undefined && s !== selection) continue;
-      for (const pending of [...this.#queues[s]!]) pending.reject(error(s));
+      const queue = this.#queues[s]!;
+      this.#queues[s] = [];
+      for (const pending of queue) {
+        this.#release(pending);
+        pending.reject(error(s));
+      }
+    }
+  }
+
+  #take(queue: Pending[], at: number): Pending {
+    const pending = at === 0 ? queue.shift()! : queue.splice(at, 1)[0]!;
+    this.#release(pending);
+    return pending;
+  }
+
+  /** Removes a pending request that settles by itself (timeout, abort). */
+  #settle(pending: Pending): void {
+    const queue = this.#queues[pending.selection]!;
+    const at = queue.indexOf(pending);
+    if (at >= 0) this.#take(queue, at);
+  }
+
+  #release(pending: Pending): void {
+    if (pending.timer !== undefined) clearTimeout(pending.timer);
+    if (pending.onAbort !== undefined) {
+      pending.signal!.removeEventListener("abort", pending.onAbort);
     }
   }
 }

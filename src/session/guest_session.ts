@@ -16,9 +16,13 @@ import {
   checkTimeout,
   checkTypes,
   DEFAULT_REQUEST_TIMEOUT,
+  failClosed,
+  grabPayload,
   type MouseState,
+  negotiatedLayout,
   type Provider,
   sessionLimits,
+  startRequest,
 } from "./_common.ts";
 import { sessionInternals } from "./_internals.ts";
 import { Outbox, sessionStreamInit } from "./_outbox.ts";
@@ -163,6 +167,7 @@ export class GuestSession
       receive: (message) => this.#receive(message),
       run: (fn) => outbox.run(fn),
       close: (reason) => this.#close(reason),
+      queuedBytes: () => outbox.queuedBytes,
     });
     this.#options = options;
     this.#clipboardOn = options.clipboard !== false;
@@ -209,10 +214,36 @@ export class GuestSession
    * and pending pastes are dropped, and the guest releases what it offered.
    * Serials are kept, and no capabilities are exchanged. A guest pipeline
    * over the new connection must start with fresh reassembly state.
+   *
+   * @example The guest releases its offer and keeps its serials
+   * ```ts
+   * import { ClipboardType, createGuestPipeline, createHostPipeline, Selection } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * const toGuest = new TransformStream<Uint8Array, Uint8Array>();
+   * const toHost = new TransformStream<Uint8Array, Uint8Array>();
+   * const released: number[] = [];
+   * const relay = createHostPipeline({ readable: toHost.readable, writable: toGuest.writable }, {
+   *   clipboard: { onGuestRelease: (selection) => void released.push(selection) },
+   * });
+   * const guest = createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable });
+   * const tick = () => new Promise((r) => setTimeout(r, 1));
+   * while (guest.session.hostCaps === undefined) await tick();
+   * guest.session.grab(Selection.CLIPBOARD, [ClipboardType.UTF8_TEXT]);
+   * while (relay.session.guestOffer(Selection.CLIPBOARD) === undefined) await tick();
+   * const serials = [...guest.session.serials];
+   * guest.session.clientDisconnected(); // here the same host stands in for the next one
+   * while (released.length === 0) await tick();
+   * assert.deepEqual(released, [Selection.CLIPBOARD]);
+   * assert.equal(guest.session.guestOffer(Selection.CLIPBOARD), undefined);
+   * assert.deepEqual(guest.session.serials, serials);
+   * await relay.close();
+   * await guest.done;
+   * ```
    */
   clientDisconnected(): void {
     if (this.#closed) return;
-    this.#outbox.run(() => this.#clientGone());
+    this.#clientGone();
   }
 
   /**
@@ -225,12 +256,10 @@ export class GuestSession
     checkSelection(selection);
     checkTypes(types, this.#limits.maxGrabTypes);
     this.#checkClipboard(selection, "grab");
-    this.#outbox.run(() => {
-      this.#owned[selection] = [...types];
-      this.#ownedSent[selection] = false;
-      this.#dropHostOffer(selection);
-      if (this.#hostCaps !== undefined) this.#sendGrab(selection);
-    });
+    this.#owned[selection] = [...types];
+    this.#ownedSent[selection] = false;
+    this.#dropHostOffer(selection);
+    if (this.#hostCaps !== undefined) this.#sendGrab(selection);
   }
 
   /**
@@ -244,7 +273,7 @@ export class GuestSession
     const sent = this.#ownedSent[selection];
     this.#owned[selection] = undefined;
     this.#ownedSent[selection] = false;
-    if (sent) this.#outbox.run(() => this.#send({ kind: "clipboard_release", selection }));
+    if (sent) this.#send({ kind: "clipboard_release", selection });
   }
 
   /**
@@ -255,24 +284,24 @@ export class GuestSession
    * @param options Timeout and cancellation.
    * @returns The host's data; rejects with a `ClipboardError`.
    */
-  request(selection: number, type: number, options: RequestOptions = {}): Promise<Uint8Array> {
+  request(selection: number, type: number, options?: RequestOptions): Promise<Uint8Array> {
     try {
       checkSelection(selection);
       this.#checkClipboard(selection, "request");
-      if (!this.#offers[selection]?.types.includes(type)) {
-        throw new ClipboardError(
-          "NOT_OFFERED",
-          `Cannot paste: the host does not offer type ${type} on selection ${selection}`,
-          selection,
-        );
-      }
     } catch (error) {
       return Promise.reject(error);
     }
-    const timeout = options.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = this.#requests.add(selection, type, timeout, options.signal);
-    this.#outbox.run(() => this.#send({ kind: "clipboard_request", selection, type }));
-    return result;
+    const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
+    return startRequest(
+      this.#requests,
+      this.#offers[selection],
+      "host",
+      selection,
+      type,
+      timeout,
+      options?.signal,
+      () => this.#send({ kind: "clipboard_request", selection, type }),
+    );
   }
 
   #checkClipboard(selection: number, action: string): void {
@@ -301,26 +330,12 @@ export class GuestSession
   }
 
   #sendGrab(selection: number): void {
-    const types = this.#owned[selection]!;
-    if (this.#layout.grabSerial) {
-      const serial = this.#serial[selection]!;
-      this.#serial[selection] = nextSerial(serial);
-      this.#send({ kind: "clipboard_grab", selection, serial, types });
-    } else {
-      this.#send({ kind: "clipboard_grab", selection, types });
-    }
+    this.#send(grabPayload(selection, this.#owned[selection]!, this.#layout, this.#serial));
     this.#ownedSent[selection] = true;
   }
 
-  #layoutFor(host: readonly number[] | undefined): PayloadOptions {
-    const both = (bit: number) =>
-      host !== undefined && hasCapability(host, bit) && hasCapability(this.#caps, bit);
-    return {
-      selection: both(Capability.CLIPBOARD_SELECTION),
-      grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
-      maxGrabTypes: this.#limits.maxGrabTypes,
-      maxCapsWords: this.#limits.maxCapsWords,
-    };
+  #layoutFor(peer: readonly number[] | undefined): PayloadOptions {
+    return negotiatedLayout(this.#caps, peer, this.#limits);
   }
 
   #send(payload: MessagePayload): void {
@@ -512,9 +527,6 @@ export class GuestSession
   #close(reason?: unknown): void {
     if (this.#closed) return;
     this.#closed = true;
-    const options = reason === undefined ? undefined : { cause: reason };
-    this.#requests.failAll((s) =>
-      new ClipboardError("CLOSED", "Cannot paste: the session ended", s, options)
-    );
+    failClosed(this.#requests, reason);
   }
 }

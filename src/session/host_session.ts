@@ -11,16 +11,21 @@ import type { AgentMessage } from "../wire/agent_message.ts";
 import { hostInternals, sessionInternals } from "./_internals.ts";
 import { Outbox, sessionStreamInit } from "./_outbox.ts";
 import { RequestTable } from "./_requests.ts";
-import { nextSerial, serialBefore } from "./_serial.ts";
+import { serialBefore } from "./_serial.ts";
 import {
   callProvider,
   checkMouse,
   checkSelection,
   checkTimeout,
   checkTypes,
+  DEFAULT_GUEST_REQUEST_TIMEOUT,
   DEFAULT_REQUEST_TIMEOUT,
+  failClosed,
+  grabPayload,
   type MouseState,
+  negotiatedLayout,
   sessionLimits,
+  startRequest,
 } from "./_common.ts";
 import { ClipboardError } from "./clipboard_error.ts";
 import type { ClipboardOffer } from "./clipboard_offer.ts";
@@ -66,6 +71,12 @@ export interface HostSessionOptions extends SessionLimits {
   maxClipboard?: number;
   /** Milliseconds a host `request` waits for the guest's data; 0 waits forever. Default 30 000. */
   requestTimeout?: number;
+  /**
+   * Milliseconds a guest's paste may wait for the provider; then the guest
+   * gets a release, so the user's paste fails instead of hanging. 0 waits
+   * forever. Default 10 000.
+   */
+  guestRequestTimeout?: number;
   /** The guest announced its capabilities: it (re)started. */
   onGuestCaps?(caps: readonly number[]): void;
   /** Every message the session does not handle itself (REPLY, FILE_XFER_*, unknown and invalid ones, …). */
@@ -84,6 +95,8 @@ export interface RequestOptions {
 
 interface GuestRequest {
   type: number;
+  /** Expires the request: the guest then gets a release. */
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
@@ -134,6 +147,7 @@ export class HostSession
   readonly #onGuestCaps: HostSessionOptions["onGuestCaps"];
   readonly #maxClipboard: number | undefined;
   readonly #timeout: number;
+  readonly #guestTimeout: number;
   readonly #limits: Required<SessionLimits>;
   readonly #outbox: Outbox;
   readonly #requests: RequestTable;
@@ -177,6 +191,7 @@ export class HostSession
           return fn();
         }),
       close: (reason) => this.#close(reason),
+      queuedBytes: () => outbox.queuedBytes,
     });
     hostInternals.set(this, {
       snapshot: () => this.#snapshot(),
@@ -201,6 +216,7 @@ export class HostSession
       this.#maxClipboard = max;
     }
     this.#timeout = checkTimeout(options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT);
+    this.#guestTimeout = checkTimeout(options.guestRequestTimeout ?? DEFAULT_GUEST_REQUEST_TIMEOUT);
     const bits: number[] = [];
     if (this.#mouseOn) bits.push(Capability.MOUSE_STATE);
     if (this.#clipboardOn) {
@@ -221,6 +237,33 @@ export class HostSession
   /**
    * The host's requests that were outstanding when the checkpoint this
    * session was restored from was taken: their data arrives here.
+   *
+   * @example A paste asked for by one relay, answered to the next
+   * ```ts
+   * import { ClipboardType, createGuestPipeline, createHostPipeline, Selection } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * const toGuest = new TransformStream<Uint8Array, Uint8Array>();
+   * const toHost = new TransformStream<Uint8Array, Uint8Array>();
+   * const transport = { readable: toHost.readable, writable: toGuest.writable };
+   * let answer: ((data: Uint8Array) => void) | undefined; // the guest answers when told to
+   * const guest = createGuestPipeline({ readable: toGuest.readable, writable: toHost.writable }, {
+   *   clipboard: { provide: () => new Promise<Uint8Array>((resolve) => answer = resolve) },
+   * });
+   * const a = createHostPipeline(transport);
+   * while (a.session.guestCaps === undefined) await new Promise((r) => setTimeout(r, 1));
+   * guest.session.grab(Selection.CLIPBOARD, [ClipboardType.UTF8_TEXT]);
+   * while (!a.session.guestOffer(Selection.CLIPBOARD)) await new Promise((r) => setTimeout(r, 1));
+   * a.session.request(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT).catch(() => {}); // fails: handed off
+   * while (answer === undefined) await new Promise((r) => setTimeout(r, 1));
+   * const b = createHostPipeline(transport, { restore: await a.checkpoint() });
+   * const [resumed] = b.session.resumedRequests;
+   * assert.equal(resumed?.type, ClipboardType.UTF8_TEXT);
+   * answer!(new TextEncoder().encode("copied before the hand-off"));
+   * assert.equal(new TextDecoder().decode(await resumed!.result), "copied before the hand-off");
+   * await b.close();
+   * await guest.done;
+   * ```
    */
   get resumedRequests(): readonly ResumedRequest[] {
     return this.#resumed;
@@ -263,15 +306,13 @@ export class HostSession
     checkSelection(selection);
     checkTypes(types, this.#limits.maxGrabTypes);
     this.#checkClipboard(selection, "grab");
-    this.#outbox.run(() => {
-      this.#owned[selection] = [...types];
-      this.#ownedSent[selection] = false;
-      if (this.#offers[selection] !== undefined) {
-        this.#offers[selection] = undefined;
-        this.#handler.onGuestRelease?.(selection);
-      }
-      if (this.#guestCaps !== undefined) this.#sendGrab(selection);
-    });
+    this.#owned[selection] = [...types];
+    this.#ownedSent[selection] = false;
+    if (this.#offers[selection] !== undefined) {
+      this.#offers[selection] = undefined;
+      this.#handler.onGuestRelease?.(selection);
+    }
+    if (this.#guestCaps !== undefined) this.#sendGrab(selection);
   }
 
   /**
@@ -283,7 +324,7 @@ export class HostSession
   release(selection: number): void {
     checkSelection(selection);
     if (this.#ended || this.#owned[selection] === undefined) return;
-    this.#outbox.run(() => this.#releaseHost(selection));
+    this.#releaseHost(selection);
   }
 
   /**
@@ -297,24 +338,24 @@ export class HostSession
    * @param options Timeout and cancellation.
    * @returns The guest's data.
    */
-  request(selection: number, type: number, options: RequestOptions = {}): Promise<Uint8Array> {
+  request(selection: number, type: number, options?: RequestOptions): Promise<Uint8Array> {
     try {
       checkSelection(selection);
       this.#checkClipboard(selection, "request");
-      if (this.#guestCaps === undefined || !this.#offers[selection]?.types.includes(type)) {
-        throw new ClipboardError(
-          "NOT_OFFERED",
-          `Cannot paste: the guest does not offer type ${type} on selection ${selection}`,
-          selection,
-        );
-      }
     } catch (error) {
       return Promise.reject(error);
     }
-    const timeout = options.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    const result = this.#requests.add(selection, type, timeout, options.signal);
-    this.#outbox.run(() => this.#send({ kind: "clipboard_request", selection, type }));
-    return result;
+    const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
+    return startRequest(
+      this.#requests,
+      this.#offers[selection],
+      "guest",
+      selection,
+      type,
+      timeout,
+      options?.signal,
+      () => this.#send({ kind: "clipboard_request", selection, type }),
+    );
   }
 
   /**
@@ -333,7 +374,7 @@ export class HostSession
     if (this.#ended) return false;
     this.#mouse = mouse;
     this.#mouseSent = false;
-    this.#outbox.run(() => this.#flushMouse());
+    this.#flushMouse();
     return true;
   }
 
@@ -371,15 +412,8 @@ export class HostSession
     }
   }
 
-  #layoutFor(guest: readonly number[] | undefined): PayloadOptions {
-    const both = (bit: number) =>
-      guest !== undefined && hasCapability(guest, bit) && hasCapability(this.#hostCaps, bit);
-    return {
-      selection: both(Capability.CLIPBOARD_SELECTION),
-      grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
-      maxGrabTypes: this.#limits.maxGrabTypes,
-      maxCapsWords: this.#limits.maxCapsWords,
-    };
+  #layoutFor(peer: readonly number[] | undefined): PayloadOptions {
+    return negotiatedLayout(this.#hostCaps, peer, this.#limits);
   }
 
   #clipboardNegotiated(): boolean {
@@ -484,7 +518,7 @@ export class HostSession
       new ClipboardError("PEER_RESET", "Cannot paste: the guest restarted", s)
     );
     for (let s = 0; s < 3; s++) {
-      this.#guestRequests[s] = [];
+      this.#dropGuestRequests(s);
       if (this.#offers[s] !== undefined) {
         this.#offers[s] = undefined;
         this.#handler.onGuestRelease?.(s);
@@ -510,14 +544,7 @@ export class HostSession
   }
 
   #sendGrab(selection: number): void {
-    const types = this.#owned[selection]!;
-    if (this.#layout.grabSerial) {
-      const serial = this.#lastSerial[selection]!;
-      this.#lastSerial[selection] = nextSerial(serial);
-      this.#send({ kind: "clipboard_grab", selection, serial, types });
-    } else {
-      this.#send({ kind: "clipboard_grab", selection, types });
-    }
+    this.#send(grabPayload(selection, this.#owned[selection]!, this.#layout, this.#lastSerial));
     this.#ownedSent[selection] = true;
   }
 
@@ -544,7 +571,7 @@ export class HostSession
     }
     this.#owned[selection] = undefined;
     this.#ownedSent[selection] = false;
-    this.#guestRequests[selection] = [];
+    this.#dropGuestRequests(selection);
     this.#offers[selection] = serial === undefined ? { types } : { serial, types };
     this.#handler.onGuestGrab?.(selection, types);
   }
@@ -585,13 +612,37 @@ export class HostSession
     if (owned === undefined || !owned.includes(type) || this.#handler.provide === undefined) {
       return this.#releaseHost(selection);
     }
-    const request: GuestRequest = { type };
-    this.#guestRequests[selection]!.push(request);
+    const queue = this.#guestRequests[selection]!;
+    if (queue.length >= this.#limits.maxRequests) {
+      this.#diagnose({
+        code: "TOO_MANY_REQUESTS",
+        message:
+          `The guest has ${queue.length} pastes pending on selection ${selection}; it gets a release`,
+        selection,
+      });
+      return this.#releaseHost(selection);
+    }
+    const request: GuestRequest = { type, timer: undefined };
+    if (this.#guestTimeout > 0) {
+      request.timer = setTimeout(() => {
+        if (!this.#guestRequests[selection]!.includes(request) || this.#ended) return;
+        this.#diagnose({
+          code: "REQUEST_EXPIRED",
+          message:
+            `The guest's paste on selection ${selection} waited ${this.#guestTimeout} ms; it gets a release`,
+          selection,
+        });
+        this.#releaseHost(selection);
+      }, this.#guestTimeout);
+    }
+    queue.push(request);
     callProvider(this.#handler.provide, selection, type, this.#outbox, (data, error) => {
-      const queue = this.#guestRequests[selection]!;
-      const at = queue.indexOf(request);
+      // Re-read: dropping the selection's requests replaces the list.
+      const pending = this.#guestRequests[selection]!;
+      const at = pending.indexOf(request);
       if (this.#closed || at < 0) return;
-      queue.splice(at, 1);
+      pending.splice(at, 1);
+      clearTimeout(request.timer);
       if (error !== undefined) {
         this.#diagnose({
           code: "PROVIDER_FAILED",
@@ -620,8 +671,14 @@ export class HostSession
   #releaseHost(selection: number): void {
     this.#owned[selection] = undefined;
     this.#ownedSent[selection] = false;
-    this.#guestRequests[selection] = [];
+    this.#dropGuestRequests(selection);
     this.#send({ kind: "clipboard_release", selection });
+  }
+
+  /** Forgets the guest's pending pastes of `selection`; their late answers go nowhere. */
+  #dropGuestRequests(selection: number): void {
+    for (const request of this.#guestRequests[selection]!) clearTimeout(request.timer);
+    this.#guestRequests[selection] = [];
   }
 
   #snapshot(): HostSessionState {
@@ -649,7 +706,11 @@ export class HostSession
     if (this.#announced || this.#closed) {
       throw new TypeError("Cannot restore the session: it has already started");
     }
-    this.#restored = true;
+    // A continued session goes on silently. After a reconnect the session announces itself
+    // with request=1, as QEMU does when the guest opens its port: the agent kept its serials,
+    // but a guest grab lost with the old port advanced them past the checkpoint's, and the
+    // agent discards a host grab whose serial is behind. request=1 zeroes them on both sides.
+    this.#restored = !reconnected;
     this.#hostCaps = [...state.hostCaps];
     this.#guestCaps = state.guestCaps === undefined ? undefined : [...state.guestCaps];
     this.#layout = this.#layoutFor(this.#guestCaps);
@@ -660,20 +721,21 @@ export class HostSession
       this.#mouseSent = sent;
     }
     this.#outbox.run(() => {
+      if (reconnected) this.#announce();
       state.selections.forEach((s, selection) => {
-        this.#lastSerial[selection] = s.lastSerial;
+        this.#lastSerial[selection] = reconnected ? 0 : s.lastSerial;
         this.#owned[selection] = s.hostOffer === undefined ? undefined : [...s.hostOffer];
-        this.#ownedSent[selection] = s.hostOffer !== undefined && this.#guestCaps !== undefined;
+        // After a reconnect the host's grabs go again once the guest answers our caps.
+        this.#ownedSent[selection] = !reconnected && s.hostOffer !== undefined &&
+          this.#guestCaps !== undefined;
         for (const type of s.hostRequests ?? []) {
           const result = this.#requests.add(selection, type, this.#timeout);
           result.catch(() => {}); // whoever takes it from resumedRequests sees the failure
           this.#resumed.push({ selection, type, result });
         }
-        if (reconnected) {
-          // The guest saw its port close: it released its offers and forgot
-          // the host's grabs, and its pending pastes failed.
-          if (this.#ownedSent[selection]) this.#sendGrab(selection);
-        } else {
+        // After a reconnect the guest has released its offers and forgotten the host's grabs,
+        // and its pending pastes failed; otherwise they go on.
+        if (!reconnected) {
           if (s.guestOffer !== undefined) this.#offers[selection] = s.guestOffer;
           for (const type of s.guestRequests) this.#onGuestRequest(selection, type);
         }
@@ -685,10 +747,7 @@ export class HostSession
   #close(reason?: unknown): void {
     if (this.#closed) return;
     this.#closed = true;
-    const options = reason === undefined ? undefined : { cause: reason };
-    this.#requests.failAll((s) =>
-      new ClipboardError("CLOSED", "Cannot paste: the session ended", s, options)
-    );
-    this.#guestRequests = [[], [], []];
+    failClosed(this.#requests, reason);
+    for (let s = 0; s < 3; s++) this.#dropGuestRequests(s);
   }
 }

@@ -14,6 +14,7 @@ import type { MessagePayload } from "../protocol/message_payload.ts";
  * - `PROVIDER_FAILED`: the clipboard provider threw or rejected; the peer got a release.
  * - `TOO_LARGE`: clipboard data over a limit, refused.
  * - `REQUEST_EXPIRED`: a peer's request waited too long; it got a release.
+ * - `TOO_MANY_REQUESTS`: a peer has too many requests pending on a selection; it got a release.
  */
 export type SessionDiagnosticCode =
   | "GRAB_DISCARDED"
@@ -24,7 +25,8 @@ export type SessionDiagnosticCode =
   | "LEGACY_RELEASE"
   | "PROVIDER_FAILED"
   | "TOO_LARGE"
-  | "REQUEST_EXPIRED";
+  | "REQUEST_EXPIRED"
+  | "TOO_MANY_REQUESTS";
 
 /** Something a session ignored, adjusted or refused, for logs and metrics. */
 export interface SessionDiagnostic {

@@ -41,6 +41,7 @@ export class ChunkReader {
   readonly #header = new Uint8Array(WireFormat.CHUNK_HEADER_SIZE);
   readonly #headerView = new DataView(this.#header.buffer);
   #headerFill = 0;
+  #paused = false;
   /** Payload bytes of the current chunk still to come. */
   #remaining = 0;
   /** Stream offset of the next input's first byte. */
@@ -67,12 +68,25 @@ export class ChunkReader {
     return this.#header.slice(0, this.#headerFill);
   }
 
-  /** Feeds bytes; calls the sink for everything they complete. */
-  push(bytes: Uint8Array): void {
+  /**
+   * Asks `push` to return after the chunk data it is handing to the sink,
+   * e.g. when the sink's consumer falls behind. Call it from the sink.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /**
+   * Feeds bytes; calls the sink for everything they complete. Returns how
+   * many bytes it consumed: all of them, unless `pause` was called, in which
+   * case the caller pushes the rest later.
+   */
+  push(bytes: Uint8Array): number {
     const end = bytes.length;
     const base = this.#offset;
     const sink = this.#sink;
     let i = 0;
+    this.#paused = false;
     try {
       while (i < end) {
         const remaining = this.#remaining;
@@ -81,6 +95,10 @@ export class ChunkReader {
           this.#remaining = remaining - (stop - i);
           sink.chunkData(bytes, i, stop, base);
           i = stop;
+          if (this.#paused) {
+            this.#paused = false;
+            break;
+          }
           continue;
         }
         let port: number;
@@ -110,8 +128,9 @@ export class ChunkReader {
         sink.chunkStart(port, size, at);
       }
     } finally {
-      this.#offset = base + end;
+      this.#offset = base + i;
     }
+    return i;
   }
 
   /** Signals the end of input; throws if it ended inside a chunk. */

@@ -7,22 +7,20 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
-import { chromium } from "playwright-core";
 import { ClipboardType } from "../../mod.ts";
-import { fnv1a, GUEST_TEXT, hostImage, type PageResult } from "./page.ts";
+import { CHROMIUM, launchChromium } from "./_chromium.ts";
+import {
+  fnv1a,
+  GUEST_TEXT,
+  guestLarge,
+  HAND_OFF_AT,
+  hostImage,
+  type PageResult,
+  RELAY_B_TEXT,
+} from "./page.ts";
 
 /** The package root: npm/ in the build. */
 const root = new URL("../../", import.meta.url);
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-];
 const TYPES: Record<string, string> = { ".js": "text/javascript", ".html": "text/html" };
 
 /** Serves the package's files on loopback; `/` is an empty page. */
@@ -56,50 +54,73 @@ async function serve(): Promise<{ origin: string; close(): Promise<void> }> {
   };
 }
 
-test("the npm build runs a host and a guest pipeline back to back in headless Chromium", {
-  timeout: 120_000,
-}, async () => {
-  await access(CHROMIUM).catch(() => {
-    throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y chromium, or set CHROMIUM`);
-  });
-  const server = await serve();
-  const profile = await mkdtemp(join(tmpdir(), "vdagent-chromium-"));
-  try {
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ARGS,
-      timeout: 60_000,
+test(
+  "the npm build runs a host and a guest pipeline back to back in headless Chromium, and hands the host side off mid-transfer",
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    await access(CHROMIUM).catch(() => {
+      throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y chromium, or set CHROMIUM`);
     });
+    const server = await serve();
+    const profile = await mkdtemp(join(tmpdir(), "vdagent-chromium-"));
     try {
-      const page = context.pages()[0] ?? await context.newPage();
-      const errors: string[] = [];
-      page.on("pageerror", (error) => errors.push(error.message));
-      page.on("response", (response) => {
-        if (!response.ok()) errors.push(`${response.status()} ${response.url()}`);
-      });
-      page.on("console", (message) => {
-        if (message.type() === "error") errors.push(message.text());
-      });
-      await page.goto(`${server.origin}/`);
-      const result = await page.evaluate(
-        "import('/tests/browser/page.js').then((page) => page.run())",
-      ) as PageResult;
-      const image = hostImage();
-      assert.match(String(await page.evaluate("navigator.userAgent")), /HeadlessChrome\//);
-      assert.deepEqual(result, {
-        hostPasted: GUEST_TEXT,
-        guestPasted: { length: image.length, hash: fnv1a(image) },
-        guestOffered: [ClipboardType.UTF8_TEXT],
-        hostDone: "resolved",
-        guestDone: "resolved",
-      });
-      assert.deepEqual(errors, []);
+      const context = await launchChromium(profile);
+      try {
+        const page = context.pages()[0] ?? await context.newPage();
+        const errors: string[] = [];
+        page.on("pageerror", (error) => errors.push(error.message));
+        page.on("response", (response) => {
+          if (!response.ok()) errors.push(`${response.status()} ${response.url()}`);
+        });
+        page.on("console", (message) => {
+          if (message.type() === "error") errors.push(message.text());
+        });
+        await page.goto(`${server.origin}/`);
+        const result = await page.evaluate(
+          "import('/tests/browser/page.js').then((page) => page.run())",
+        ) as PageResult;
+        const image = hostImage();
+        const large = guestLarge();
+        // HAND_OFF_AT bytes into the large paste's wire bytes, relay A had read
+        // whole chunks of 8 + 2048 bytes and part of the next. The checkpoint's
+        // INBOUND section (docs/checkpoint-format.md) holds the message so far
+        // as one chunk, then the chunk in progress behind its own header.
+        const chunks = Math.floor(HAND_OFF_AT / (8 + 2048));
+        const inChunk = HAND_OFF_AT - chunks * (8 + 2048) - 8;
+        assert.ok(chunks > 0 && inChunk > 0, "the hand-off falls inside a chunk's payload");
+        assert.match(String(await page.evaluate("navigator.userAgent")), /HeadlessChrome\//);
+        assert.deepEqual(result, {
+          hostPasted: GUEST_TEXT,
+          guestPasted: { length: image.length, hash: fnv1a(image) },
+          guestOffered: [ClipboardType.UTF8_TEXT, ClipboardType.UTF8_TEXT],
+          handOff: {
+            checkpoint: {
+              mode: "lossless",
+              inboundBytes: 8 + chunks * 2048 + 8 + inChunk,
+              outboundBytes: 0,
+            },
+            requestOnA: "rejected: CLOSED",
+            resumedOnB: [{
+              selection: 0,
+              type: ClipboardType.UTF8_TEXT,
+              data: { length: large.length, hash: fnv1a(large) },
+            }],
+            guestPastedFromB: RELAY_B_TEXT,
+            newClients: 1,
+          },
+          relayADone: "resolved",
+          hostDone: "resolved",
+          guestDone: "resolved",
+        });
+        assert.deepEqual(errors, []);
+      } finally {
+        await context.close();
+      }
     } finally {
-      await context.close();
+      await server.close();
+      await rm(profile, { recursive: true, force: true });
     }
-  } finally {
-    await server.close();
-    await rm(profile, { recursive: true, force: true });
-  }
-});
+  },
+);

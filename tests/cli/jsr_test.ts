@@ -64,3 +64,89 @@ test("every public symbol has JSDoc, and every exported value an asserting @exam
   }
   assert.deepEqual(missing, []);
 });
+
+test("the checkpoint layer meets Deno std's documentation rules: titled examples, examples on class members", async () => {
+  // std's _tools/check_docs.ts: each function and class method has @param
+  // for every parameter, @returns unless it returns nothing, and a titled
+  // @example; each documented class property has a titled @example. Other
+  // layers do not all meet it yet; this layer does.
+  const json = await deno("doc", "--json", "mod.ts");
+  assert.equal(json.code, 0, json.stderr);
+  interface JsDoc {
+    tags?: { kind: string; name?: string; doc?: string }[];
+  }
+  interface Param {
+    kind: string;
+    name?: string;
+    left?: { kind: string; name?: string };
+  }
+  interface TypeDef {
+    keyword?: string;
+    typeRef?: { typeName: string; typeParams?: TypeDef[] | null };
+  }
+  interface FunctionDef {
+    params: Param[];
+    returnType?: TypeDef;
+  }
+  interface Member {
+    name: string;
+    kind?: string;
+    jsDoc?: JsDoc;
+    functionDef?: FunctionDef;
+  }
+  interface Declaration {
+    kind: string;
+    location: { filename: string };
+    jsDoc?: JsDoc;
+    def?: FunctionDef & { properties?: Member[]; methods?: Member[] };
+  }
+  const { nodes } = JSON.parse(json.stdout) as {
+    nodes: Record<string, { symbols: { name: string; declarations: Declaration[] }[] }>;
+  };
+  const problems: string[] = [];
+  const examples = (name: string, jsDoc: JsDoc | undefined) => {
+    const tags = (jsDoc?.tags ?? []).filter((tag) => tag.kind === "example");
+    if (tags.length === 0) problems.push(`${name}: no @example`);
+    for (const tag of tags) {
+      if ((tag.doc ?? "").startsWith("```")) problems.push(`${name}: an @example without a title`);
+    }
+  };
+  const functionDocs = (name: string, jsDoc: JsDoc | undefined, def: FunctionDef) => {
+    const tags = jsDoc?.tags ?? [];
+    for (const param of def.params) {
+      const paramName = param.kind === "assign" ? param.left?.name : param.name;
+      if (
+        paramName !== undefined && !tags.some((t) => t.kind === "param" && t.name === paramName)
+      ) {
+        problems.push(`${name}: no @param ${paramName}`);
+      }
+    }
+    const returns = def.returnType;
+    const isVoid = returns === undefined || returns.keyword === "void" ||
+      returns.typeRef?.typeName === "Promise" &&
+        returns.typeRef.typeParams?.[0]?.keyword === "void";
+    if (!isVoid && !tags.some((t) => t.kind === "return")) problems.push(`${name}: no @returns`);
+    examples(name, jsDoc);
+  };
+  let checked = 0;
+  for (const { name, declarations } of Object.values(nodes)[0]!.symbols) {
+    for (const declaration of declarations) {
+      if (!declaration.location.filename.includes("/src/checkpoint/")) continue;
+      checked++;
+      if (declaration.kind === "function") {
+        functionDocs(name, declaration.jsDoc, declaration.def!);
+      } else if (declaration.kind === "class") {
+        examples(name, declaration.jsDoc);
+        for (const property of declaration.def?.properties ?? []) {
+          if (property.jsDoc !== undefined) examples(`${name}.${property.name}`, property.jsDoc);
+        }
+        for (const method of declaration.def?.methods ?? []) {
+          if (method.jsDoc === undefined) continue;
+          functionDocs(`${name}.${method.name}()`, method.jsDoc, method.functionDef!);
+        }
+      }
+    }
+  }
+  assert.ok(checked >= 10, `only ${checked} declarations in src/checkpoint/`);
+  assert.deepEqual(problems, []);
+});

@@ -15,7 +15,9 @@
 // lets the child of a closed connection read the pty for 0.5 s more and throw the bytes away.
 // The relay keeps the pty open across host connections, keeps guest bytes that arrive while no
 // host is connected for the next one, lets a new connection replace the old one, and can put a
-// new pty behind the port's path so that the guest sees its port close and reopen.
+// new pty behind the port's path so that the guest sees its port close and reopen. A host that
+// half-closes its socket is sent nothing more and can read what was sent to it until EOF: that
+// is how a relay hands the guest's byte stream on without losing a byte (see _relay.ts).
 // How the agent behaves here was found by experiment; see the README's interop section.
 
 import { concat } from "../_helpers.ts";
@@ -123,7 +125,12 @@ export interface GuestStack {
   readonly display: string;
   /** Start-up time in ms. */
   readonly startMs: number;
-  /** Connects to the host socket; a new connection replaces (closes) the previous one. */
+  /**
+   * Connects to the host socket; a new connection replaces (closes) the previous one. When the
+   * host half-closes its connection, the relay sends nothing more to it and closes it once a
+   * write in progress has finished: the host reads what it was sent, then EOF; guest bytes from
+   * then on wait for the next connection.
+   */
   connect(): Promise<Deno.UnixConn>;
   /** Host connections accepted so far. */
   hostConnections(): number;
@@ -522,6 +529,8 @@ class Stack implements GuestStack {
   #pendingBytes = 0;
   #flushing = false;
   #flushDone: Promise<void> = Promise.resolve();
+  /** The write to a host in progress. */
+  #writing: { conn: Deno.UnixConn; done: Promise<unknown> } | undefined;
   #guestBytes = 0;
   #uinputRest = new Uint8Array(0);
   #events: InputEvent[] = [];
@@ -809,7 +818,11 @@ class Stack implements GuestStack {
         const bytes = this.#pending[0]!;
         let at = 0;
         try {
-          while (at < bytes.length) at += await conn.write(bytes.subarray(at));
+          while (at < bytes.length) {
+            const write = conn.write(bytes.subarray(at));
+            this.#writing = { conn, done: write.catch(() => {}) };
+            at += await write;
+          }
           this.#pending.shift();
           this.#pendingBytes -= bytes.length;
         } catch {
@@ -817,6 +830,8 @@ class Stack implements GuestStack {
           this.#pending[0] = bytes.subarray(at);
           this.#pendingBytes -= at;
           this.#hostClosed(conn);
+        } finally {
+          this.#writing = undefined;
         }
       }
     } finally {
@@ -871,9 +886,22 @@ class Stack implements GuestStack {
   #hostClosed(conn: Deno.UnixConn): void {
     if (this.#host !== conn) return;
     this.#host = undefined;
-    try {
-      conn.close();
-    } catch { /* closed already */ }
+    // The host half-closed (or left): nothing more is sent to it. A write in progress finishes
+    // first, so that a host that reads on until EOF gets every byte counted as delivered to it,
+    // and the next host gets the rest.
+    const close = () => {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+    };
+    const writing = this.#writing;
+    if (writing?.conn === conn) {
+      const closed = withTimeout(writing.done, 5000, "a write to the host").then(close, close);
+      this.#hostPumps.add(closed);
+      closed.finally(() => this.#hostPumps.delete(closed));
+    } else {
+      close();
+    }
     this.#note("host disconnected");
     if (this.#options.onHostDisconnect === "reopen-port" && !this.#stopping) {
       this.reconnectTransport({ closeHost: false }).catch((error) =>

@@ -3,7 +3,17 @@
 // the socket. The tap parses chunks and messages on its own (not with src/), so a scenario can
 // assert on what crossed the wire, chunk sizes included; payloads are decoded with
 // `decodeMessage` in the layout the Linux agent and HostSession negotiate.
+//
+// Hand-offs. `relay.handOff()` takes the pipeline's checkpoint, then half-closes the socket: the
+// guest stack sends nothing more to it and closes its end, and the relay reads what is left
+// until EOF. Those are guest bytes the stack had sent to this relay but the pipeline had not
+// read (`checkpoint()` releases the reader without reading more). The next relay restores the
+// checkpoint with `resume: "continued"` and gets these `unread` bytes before its own socket's,
+// so the guest's byte stream continues without a byte lost or doubled, as behind a proxy that
+// holds the guest's port. The taps are handed on too, so a message split across the hand-off is
+// parsed whole (and listed on the relay that completed it).
 import {
+  type CheckpointMode,
   createHostPipeline,
   decodeMessage,
   type HostPipeline,
@@ -12,12 +22,15 @@ import {
   type MessagePayload,
   type SessionDiagnostic,
 } from "../../mod.ts";
+import { concat } from "../_helpers.ts";
 import { type GuestStack, pollUntil, withTimeout } from "./_guest_stack.ts";
 
 /** One message seen on the socket. */
 export interface WireMessage {
   /** `"in"`: from the guest; `"out"`: from the relay. */
   dir: "in" | "out";
+  /** The relay whose transport carried the message's last byte. */
+  relay: string;
   port: number;
   type: number;
   /** Payload sizes of the chunks that carried it. */
@@ -47,6 +60,25 @@ export interface RelayOptions extends Omit<HostPipelineOptions, "clipboard"> {
     selection: number,
     type: number,
   ) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  /**
+   * Guest bytes to deliver before the socket's: the previous relay's `unread` bytes, in a
+   * continued hand-off.
+   */
+  unread?: Uint8Array;
+  /** The relay this one continues (a continued hand-off): its wire taps carry on here. */
+  continues?: Relay;
+}
+
+/** What {@linkcode Relay.handOff} returns. */
+export interface HandOff {
+  /** `pipeline.checkpoint()`. */
+  checkpoint: Uint8Array;
+  /** Guest bytes sent to this relay's socket that its pipeline had not read. */
+  unread: Uint8Array;
+  /** Milliseconds `pipeline.checkpoint()` took. */
+  checkpointMs: number;
+  /** Milliseconds from the call until the socket was drained and closed. */
+  totalMs: number;
 }
 
 /** A relay connected to a guest stack. */
@@ -76,6 +108,18 @@ export interface Relay {
   grabSerials(dir: "in" | "out", selection: number): (number | undefined)[];
   /** Resolves once the guest answered the relay's caps (caps with request=0 arrived). */
   negotiated(timeoutMs?: number): Promise<void>;
+  /**
+   * Lets the pipeline read at most `bytes` more guest bytes (`undefined`: no limit); a read that
+   * goes past the limit is split, and its rest kept for later or for the next relay.
+   */
+  limitReads(bytes: number | undefined): void;
+  /** Guest bytes the pipeline has read from this relay's transport. */
+  bytesRead(): number;
+  /**
+   * Hands the session off: `pipeline.checkpoint()`, then the socket is half-closed and drained
+   * (see the top of this file). The relay is done afterwards.
+   */
+  handOff(options?: { mode?: CheckpointMode }): Promise<HandOff>;
   /** `pipeline.close()`, bounded; then the socket is closed for sure. */
   close(): Promise<void>;
   /** The wire transcript, one line per message, for failure reports. */
@@ -88,15 +132,16 @@ const LAYOUT = { selection: true, grabSerial: true } as const;
 /** Parses one direction of the byte stream into messages, remembering chunk sizes. */
 class WireTap {
   readonly #dir: "in" | "out";
-  readonly #out: WireMessage[];
+  /** Where complete messages go: the wire of the relay whose transport the bytes crossed. */
+  sink: { wire: WireMessage[]; name: string };
   #buffer = new Uint8Array(0);
   /** Per port: the message being assembled and the sizes of its chunks so far. */
   readonly #partial = new Map<number, { parts: Uint8Array[]; bytes: number; chunks: number[] }>();
   #broken: string | undefined;
 
-  constructor(dir: "in" | "out", out: WireMessage[]) {
+  constructor(dir: "in" | "out", sink: { wire: WireMessage[]; name: string }) {
     this.#dir = dir;
-    this.#out = out;
+    this.sink = sink;
   }
 
   push(bytes: Uint8Array): void {
@@ -141,8 +186,9 @@ class WireTap {
       opaque: view.getBigUint64(8, true),
       data: whole.subarray(20),
     };
-    this.#out.push({
+    this.sink.wire.push({
       dir: this.#dir,
+      relay: this.sink.name,
       port,
       type: message.type,
       chunks: partial.chunks,
@@ -180,25 +226,71 @@ export function describe(message: WireMessage): string {
     : `chunks [${message.chunks.join(", ")}]`;
   return `${message.dir === "in" ? "guest → host" : "host → guest"}: ${
     fields.join(" ")
-  } (${chunks})`;
+  } (${chunks}, ${message.relay})`;
 }
+
+/** The taps of a relay, handed on to the relay that continues it. */
+const tapsOf = new WeakMap<Relay, { in: WireTap; out: WireTap }>();
 
 /** Connects a host pipeline to the stack's socket. */
 export async function openRelay(stack: GuestStack, options: RelayOptions = {}): Promise<Relay> {
-  const { name = "relay", provide, ...pipelineOptions } = options;
+  const { name = "relay", provide, unread, continues, ...pipelineOptions } = options;
   const conn = await stack.connect();
   const wire: WireMessage[] = [];
   const events: RelayEvent[] = [];
-  const tapIn = new WireTap("in", wire);
-  const tapOut = new WireTap("out", wire);
-  const readable = conn.readable.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(bytes, controller) {
-        tapIn.push(bytes);
-        controller.enqueue(bytes);
-      },
-    }),
-  );
+  const sink = { wire, name };
+  const inherited = continues === undefined ? undefined : tapsOf.get(continues);
+  const tapIn = inherited?.in ?? new WireTap("in", sink);
+  const tapOut = inherited?.out ?? new WireTap("out", sink);
+  tapIn.sink = sink;
+  tapOut.sink = sink;
+  // The socket is read only when the pipeline reads (highWaterMark 0), so what the pipeline has
+  // not asked for stays in the socket; once handed off, a read in progress keeps its bytes for
+  // the next relay.
+  const socket = conn.readable.getReader();
+  let chain: Promise<unknown> = Promise.resolve();
+  const readSocket = () => {
+    const next = chain.then(() => socket.read());
+    chain = next.catch(() => {});
+    return next;
+  };
+  let handedOff = false;
+  const left: Uint8Array[] = [];
+  // Bytes taken from the socket (or handed on by the previous relay) but not yet by the pipeline.
+  let held = unread !== undefined && unread.length > 0 ? unread : undefined;
+  let allowance: number | undefined;
+  let bytesRead = 0;
+  let wake: (() => void) | undefined;
+  const readable = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      while (allowance === 0 && !handedOff) {
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+      if (handedOff) return;
+      let bytes = held;
+      held = undefined;
+      if (bytes === undefined) {
+        const result = await readSocket();
+        if (handedOff) {
+          if (!result.done) left.push(result.value);
+          return;
+        }
+        if (result.done) return controller.close();
+        bytes = result.value;
+      }
+      if (allowance !== undefined) {
+        if (bytes.length > allowance) {
+          held = bytes.subarray(allowance);
+          bytes = bytes.subarray(0, allowance);
+        }
+        allowance -= bytes.length;
+      }
+      bytesRead += bytes.length;
+      tapIn.push(bytes);
+      controller.enqueue(bytes);
+    },
+    cancel: (reason) => socket.cancel(reason),
+  }, { highWaterMark: 0 });
   const writer = conn.writable.getWriter();
   const writable = new WritableStream<Uint8Array>({
     async write(bytes) {
@@ -233,6 +325,11 @@ export async function openRelay(stack: GuestStack, options: RelayOptions = {}): 
     },
   });
   let closing: Promise<void> | undefined;
+  const closeSocket = () => {
+    try {
+      conn.close();
+    } catch { /* closed already */ }
+  };
   const relay: Relay = {
     name,
     pipeline,
@@ -273,19 +370,54 @@ export async function openRelay(stack: GuestStack, options: RelayOptions = {}): 
           wire.filter((m) => m.dir === "in" && m.payload.kind === "announce_capabilities").length;
       await pollUntil(answered, timeoutMs, `${name}: the guest's answer to our caps`);
     },
+    limitReads(bytes) {
+      allowance = bytes;
+      wake?.();
+    },
+    bytesRead: () => bytesRead,
+    async handOff(options = {}) {
+      const t0 = performance.now();
+      handedOff = true;
+      if (held !== undefined) left.push(held);
+      held = undefined;
+      wake?.();
+      const checkpoint = await pipeline.checkpoint(options);
+      const checkpointMs = performance.now() - t0;
+      await withTimeout(pipeline.done, 10_000, `${name}: done after the checkpoint`);
+      closing ??= (async () => {
+        try {
+          await conn.closeWrite();
+          for (;;) {
+            const result = await withTimeout(readSocket(), 10_000, `${name}: EOF after half-close`);
+            if (result.done) break;
+            left.push(result.value);
+          }
+        } finally {
+          closeSocket();
+        }
+      })();
+      await closing;
+      return {
+        checkpoint,
+        unread: concat(...left),
+        checkpointMs,
+        totalMs: performance.now() - t0,
+      };
+    },
     close() {
+      allowance = undefined;
+      wake?.();
       closing ??= (async () => {
         try {
           await withTimeout(pipeline.close(), 10_000, `${name}: pipeline.close()`);
         } finally {
-          try {
-            conn.close();
-          } catch { /* closed with the pipeline */ }
+          closeSocket();
         }
       })();
       return closing;
     },
     transcript: () => wire.map(describe).join("\n"),
   };
+  tapsOf.set(relay, { in: tapIn, out: tapOut });
   return relay;
 }

@@ -1,0 +1,73 @@
+// K: a checkpoint's round trip through a host session, timed in one run like
+// the other cases (median of the timed rounds).
+import type { BenchLibrary } from "./_cases.ts";
+
+/** What K measured. */
+export interface CheckpointResult {
+  /** Round trips per timed round. */
+  rounds: number;
+  /** Bytes of the minimal checkpoint. */
+  bytes: number;
+  /** Median microseconds per minimal round trip. */
+  minimalUs: number;
+  /** Median microseconds per lossless round trip (session state, no bytes in flight). */
+  losslessUs: number;
+}
+
+/**
+ * Times capture (the session's snapshot) + encode + decode + restore into a
+ * session that exists already: a relay that restores builds its session
+ * anyway, so building it is not part of the round trip. The captured session
+ * has negotiated with a Linux-like guest and holds offers and serials.
+ */
+export function measureCheckpoint(
+  lib: BenchLibrary,
+  warmups: number,
+  runs: number,
+  rounds: number,
+): CheckpointResult {
+  const { HostSession, encodeCheckpoint, decodeCheckpoint, hostInternals } = lib;
+  const source = new HostSession();
+  const live = hostInternals.get(source)!;
+  const state = live.snapshot();
+  // A session mid-way: the guest's caps, serials, an offer each way.
+  Object.assign(state, {
+    guestCaps: [0x00038de7],
+    selections: [
+      {
+        lastSerial: 41,
+        hostOffer: [1],
+        guestRequests: [],
+        guestOffer: { serial: 41, types: [1, 2] },
+        hostRequests: [],
+      },
+      { lastSerial: 7, guestRequests: [1], hostRequests: [] },
+      { lastSerial: 0, guestRequests: [], hostRequests: [] },
+    ],
+  });
+  live.restore(state, false);
+  const time = (mode: "minimal" | "lossless"): number[] => {
+    const samples: number[] = [];
+    for (let run = 0; run < warmups + runs; run++) {
+      // Sessions to restore into, built before the clock starts (and before
+      // their own announcement, which restoring cancels).
+      const targets = Array.from({ length: rounds }, () => hostInternals.get(new HostSession())!);
+      const t0 = performance.now();
+      for (let i = 0; i < rounds; i++) {
+        const bytes = encodeCheckpoint({ mode, ...live.snapshot() });
+        targets[i]!.restore(decodeCheckpoint(bytes), false);
+      }
+      if (run >= warmups) samples.push((performance.now() - t0) * 1000 / rounds);
+    }
+    return samples;
+  };
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const minimal = median(time("minimal"));
+  const lossless = median(time("lossless"));
+  return {
+    rounds,
+    bytes: encodeCheckpoint({ mode: "minimal", ...live.snapshot() }).length,
+    minimalUs: minimal,
+    losslessUs: lossless,
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * `vdagent-relay` on Deno: a SPICE vdagent host relay with a JSON-lines front on standard input
+ * and output, an optional WebSocket front and clipboard page, and hand-off through checkpoints.
+ *
+ *     deno task relay --connect unix:/run/vm1/vdagent.sock [--state vm1.state] [--listen 127.0.0.1:8080]
+ *
+ * The relay itself is `scripts/relay/run.ts`, written against web-platform APIs; this file gives
+ * it Deno's sockets, files, signals and HTTP server. `scripts/relay/node_main.ts` does the same
+ * on Node for the npm package's `vdagent-relay` bin.
+ *
+ * @module
+ */
+import { type Connection, type RelayPlatform, runRelay } from "./relay/run.ts";
+import { PAGE_HEADERS, WEBSOCKET_PATH } from "./relay/web.ts";
+
+const encoder = new TextEncoder();
+
+const platform: RelayPlatform = {
+  args: Deno.args,
+  async connect(target): Promise<Connection> {
+    const conn = target.transport === "unix"
+      ? await Deno.connect({ transport: "unix", path: target.path })
+      : await Deno.connect({ transport: "tcp", hostname: target.hostname, port: target.port });
+    return {
+      readable: conn.readable,
+      writable: conn.writable,
+      close: () => {
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      },
+    };
+  },
+  async readFile(path) {
+    try {
+      return await Deno.readFile(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+  },
+  async writeFileAtomic(path, bytes) {
+    const slash = path.lastIndexOf("/");
+    const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.${Deno.pid}.tmp`;
+    try {
+      const file = await Deno.open(temp, {
+        write: true,
+        create: true,
+        truncate: true,
+        mode: 0o600,
+      });
+      try {
+        for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+        await file.sync();
+      } finally {
+        file.close();
+      }
+      await Deno.rename(temp, path);
+    } catch (error) {
+      await Deno.remove(temp).catch(() => {});
+      throw error;
+    }
+  },
+  removeFile: (path) => Deno.remove(path),
+  readAsset: (name) => Deno.readFile(new URL(`./relay/page/${name}`, import.meta.url)),
+  serve(listen, handlers) {
+    const sockets = new Set<WebSocket>();
+    const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
+    const server = Deno.serve({
+      hostname: listen.hostname,
+      port: listen.port,
+      onListen: (addr) => resolve(addr as Deno.NetAddr),
+    }, (request) => {
+      const path = new URL(request.url).pathname;
+      if (path === WEBSOCKET_PATH) {
+        if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+          return new Response("WebSocket only\n", { status: 426 });
+        }
+        const origin = request.headers.get("origin") ?? undefined;
+        if (!handlers.allow(origin, request.headers.get("host") ?? undefined)) {
+          return new Response("Forbidden origin\n", { status: 403 });
+        }
+        const { socket, response } = Deno.upgradeWebSocket(request);
+        sockets.add(socket);
+        socket.addEventListener("open", () => {
+          const client = handlers.connect({
+            send: (text) => {
+              if (socket.readyState === WebSocket.OPEN) socket.send(text);
+            },
+          });
+          socket.addEventListener("message", (event) => {
+            if (typeof event.data === "string") client.message(event.data);
+            else socket.close(1003, "text messages only");
+          });
+          socket.addEventListener("close", () => {
+            sockets.delete(socket);
+            client.close();
+          });
+        });
+        return response;
+      }
+      const asset = request.method === "GET" ? handlers.asset(path) : undefined;
+      if (asset === undefined) return new Response("Not found\n", { status: 404 });
+      return new Response(asset.body as Uint8Array<ArrayBuffer>, {
+        headers: { "content-type": asset.type, ...PAGE_HEADERS },
+      });
+    });
+    return listening.then((addr) => ({
+      url: `http://${
+        addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname
+      }:${addr.port}/`,
+      async close() {
+        for (const socket of sockets) socket.close(1001, "the relay is stopping");
+        await server.shutdown();
+      },
+    }));
+  },
+  stdin: Deno.stdin.readable,
+  stdout: Deno.stdout.writable,
+  log: (line) => void Deno.stderr.writeSync(encoder.encode(line + "\n")),
+  onSignal(handler) {
+    const term = () => handler("SIGTERM");
+    const int = () => handler("SIGINT");
+    Deno.addSignalListener("SIGTERM", term);
+    Deno.addSignalListener("SIGINT", int);
+    return () => {
+      Deno.removeSignalListener("SIGTERM", term);
+      Deno.removeSignalListener("SIGINT", int);
+    };
+  },
+};
+
+Deno.exit(await runRelay(platform));

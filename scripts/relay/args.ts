@@ -1,0 +1,136 @@
+// The relay's command line, parsed the same way by the Deno and the Node entry points.
+import { parseArgs } from "node:util";
+
+/** Where the guest agent's port is. */
+export type ConnectTarget =
+  | { transport: "unix"; path: string }
+  | { transport: "tcp"; hostname: string; port: number };
+
+/** The parsed command line. */
+export interface RelayArgs {
+  connect: ConnectTarget;
+  /** The checkpoint file: restored at start if it exists, written at a hand-off. */
+  state?: string;
+  resume: "continued" | "reconnected";
+  listen?: { hostname: string; port: number };
+  mouse: boolean;
+  clipboard: boolean;
+  maxClipboard?: number;
+}
+
+/** The help text. */
+export const USAGE = `usage: vdagent-relay --connect unix:PATH|tcp:HOST:PORT [options]
+
+A SPICE vdagent host relay: JSON commands on standard input, JSON events on
+standard output, one per line; logs on standard error.
+
+  --connect unix:PATH|tcp:HOST:PORT  the guest agent's port (a QEMU chardev socket)
+  --state FILE         hand-off file: restored (then removed) at start if it
+                       exists; written atomically on SIGTERM, SIGINT or the
+                       "checkpoint" command
+  --resume continued|reconnected
+                       how the transport relates to the one the state was
+                       taken on (default: reconnected, a new connection)
+  --listen HOST:PORT   also serve the JSON protocol over WebSocket (/ws) and a
+                       clipboard page at /
+  --no-mouse           do not offer an absolute mouse
+  --no-clipboard       do not share the clipboard
+  --max-clipboard BYTES  largest clipboard data the guest may send
+  --help               this text
+
+Exit codes: 0 stopped on request (with --state, the checkpoint is written),
+2 usage, 3 the guest's side closed the connection, 4 connection or protocol
+failure, 5 the --state file cannot be restored, 6 the checkpoint could not be
+taken or written, 1 anything else.`;
+
+/** A command line that cannot be run; the message says why. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** `HOST:PORT`, with `[v6]:PORT` for IPv6. */
+function hostPort(value: string, what: string): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(value);
+  const port = match === null ? NaN : Number(match[3]);
+  if (match === null || !(port >= 0 && port <= 65535)) {
+    throw new UsageError(`${what} must be HOST:PORT (port 0 to 65535), got "${value}"`);
+  }
+  return { hostname: match[1] ?? match[2]!, port };
+}
+
+/** Parses the arguments; `undefined` for `--help`. Throws a {@linkcode UsageError}. */
+export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      // `deno task relay -- --connect …` passes the `--` on.
+      args: args[0] === "--" ? args.slice(1) : [...args],
+      options: {
+        connect: { type: "string" },
+        state: { type: "string" },
+        resume: { type: "string" },
+        listen: { type: "string" },
+        "no-mouse": { type: "boolean" },
+        "no-clipboard": { type: "boolean" },
+        "max-clipboard": { type: "string" },
+        help: { type: "boolean" },
+      },
+      allowPositionals: false,
+      strict: true,
+    }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help) return undefined;
+  const target = values.connect;
+  if (target === undefined) throw new UsageError("--connect is required");
+  let connect: ConnectTarget;
+  if (target.startsWith("unix:") && target.length > 5) {
+    connect = { transport: "unix", path: target.slice(5) };
+  } else if (target.startsWith("tcp:")) {
+    connect = { transport: "tcp", ...hostPort(target.slice(4), "--connect tcp:") };
+    if (connect.port === 0) throw new UsageError("--connect tcp: needs a port other than 0");
+  } else {
+    throw new UsageError(`--connect must be unix:PATH or tcp:HOST:PORT, got "${target}"`);
+  }
+  const resume = values.resume ?? "reconnected";
+  if (resume !== "continued" && resume !== "reconnected") {
+    throw new UsageError(`--resume must be continued or reconnected, got "${resume}"`);
+  }
+  if (values.resume !== undefined && values.state === undefined) {
+    throw new UsageError("--resume needs --state");
+  }
+  if (values.state === "") throw new UsageError("--state needs a file name");
+  let maxClipboard: number | undefined;
+  if (values["max-clipboard"] !== undefined) {
+    maxClipboard = Number(values["max-clipboard"]);
+    if (!/^\d+$/.test(values["max-clipboard"]) || maxClipboard > 0x7fff_ffff) {
+      throw new UsageError(
+        `--max-clipboard must be a number of bytes up to 2147483647, got "${
+          values["max-clipboard"]
+        }"`,
+      );
+    }
+  }
+  return {
+    connect,
+    ...(values.state === undefined ? {} : { state: values.state }),
+    resume,
+    ...(values.listen === undefined ? {} : { listen: hostPort(values.listen, "--listen") }),
+    mouse: !values["no-mouse"],
+    clipboard: !values["no-clipboard"],
+    ...(maxClipboard === undefined ? {} : { maxClipboard }),
+  };
+}
+
+/** `unix:PATH` or `tcp:HOST:PORT`, for log lines. */
+export function describeTarget(target: ConnectTarget): string {
+  return target.transport === "unix"
+    ? `unix:${target.path}`
+    : `tcp:${
+      target.hostname.includes(":") ? `[${target.hostname}]` : target.hostname
+    }:${target.port}`;
+}

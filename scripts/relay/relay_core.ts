@@ -1,0 +1,334 @@
+// The relay's core: a host pipeline to the guest's port, driven by JSON commands and reporting
+// JSON events. Web-platform only: the Deno and Node entry points give it a transport and carry
+// its lines. Commands come from standard input or a WebSocket client; answers go back to whoever
+// asked, and what the guest does goes to everyone.
+import {
+  ClipboardError,
+  ClipboardType,
+  createHostPipeline,
+  type HostPipeline,
+  type SessionDiagnostic,
+  type TransferProgress,
+  type Transport,
+} from "../../mod.ts";
+import { encodeBase64 } from "./base64.ts";
+import { decodeFileList, isTextType, mimeOfType, pathsToUriList } from "./mime.ts";
+import {
+  type Command,
+  CommandError,
+  type CommandId,
+  parseCommand,
+  selectionName,
+} from "./protocol.ts";
+import type { HostCopy, RelayState } from "./state_file.ts";
+
+/** One JSON event. `event` names it; the other fields depend on it (see the README). */
+export interface RelayEvent {
+  event: string;
+  [field: string]: unknown;
+}
+
+/** Where an event goes. */
+export type EventSink = (event: RelayEvent) => void;
+
+/** Options of {@linkcode RelayCore}. */
+export interface RelayCoreOptions {
+  /** Offer an absolute mouse. */
+  mouse: boolean;
+  /** Share the clipboard. */
+  clipboard: boolean;
+  /** Largest clipboard data the guest may send. */
+  maxClipboard?: number | undefined;
+  /** The state another relay handed off. */
+  restore?: RelayState | undefined;
+  /** How the transport relates to the one the state was taken on. */
+  resume?: "continued" | "reconnected" | undefined;
+  /** Events for everyone: stdout and every WebSocket client. */
+  broadcast: EventSink;
+  /** A `checkpoint` command: the entry point hands the relay off. */
+  onCheckpoint(id: CommandId | undefined, reply: EventSink): void;
+}
+
+const hex = (words: readonly number[]) => words.map((w) => `0x${w.toString(16).padStart(8, "0")}`);
+
+/** The part of an event that names a command's id, if it had one. */
+const idOf = (id: CommandId | undefined) => id === undefined ? {} : { id };
+
+/** The event of a failed command. */
+export function errorEvent(error: unknown, command?: { cmd?: string; id?: CommandId }): RelayEvent {
+  const code = error instanceof CommandError || error instanceof ClipboardError
+    ? error.code
+    : error instanceof RangeError || error instanceof TypeError
+    ? "BAD_COMMAND"
+    : "INTERNAL";
+  const id = command?.id ?? (error instanceof CommandError ? error.id : undefined);
+  return {
+    event: "error",
+    ...idOf(id),
+    ...(command?.cmd === undefined ? {} : { cmd: command.cmd }),
+    code,
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/** The event that carries clipboard data: text for text types, base64 for the rest. */
+export function dataEvent(selection: number, type: number, data: Uint8Array): RelayEvent {
+  const head = { event: "data", selection: selectionName(selection), mime: mimeOfType(type) };
+  if (isTextType(type)) {
+    try {
+      const text = new TextDecoder("utf-8", { fatal: true }).decode(data);
+      if (type === ClipboardType.UTF8_TEXT) return { ...head, bytes: data.length, text };
+      const list = decodeFileList(data);
+      if ("paths" in list) {
+        return {
+          ...head,
+          bytes: data.length,
+          text: pathsToUriList(list.paths),
+          action: list.action,
+        };
+      }
+    } catch {
+      // Not UTF-8: sent as base64 below, with the raw bytes.
+    }
+    return { ...head, bytes: data.length, base64: encodeBase64(data), raw: true };
+  }
+  return { ...head, bytes: data.length, base64: encodeBase64(data) };
+}
+
+/**
+ * A relay: a host pipeline over `transport`, commands in, events out. `done` settles when the
+ * pipeline ends.
+ */
+export class RelayCore {
+  readonly pipeline: HostPipeline;
+  readonly #options: RelayCoreOptions;
+  /** The data of the host's copies, per selection, by type. */
+  readonly #copies: Map<number, Uint8Array>[] = [new Map(), new Map(), new Map()];
+  readonly #progress = new Map<string, number>();
+  #stopping = false;
+
+  constructor(transport: Transport, options: RelayCoreOptions) {
+    this.#options = options;
+    const broadcast = options.broadcast;
+    for (const copy of options.restore?.hostCopies ?? []) {
+      this.#copies[copy.selection]!.set(copy.type, copy.data);
+    }
+    this.pipeline = createHostPipeline(transport, {
+      mouse: options.mouse,
+      ...(options.maxClipboard === undefined ? {} : { maxClipboard: options.maxClipboard }),
+      ...(options.restore === undefined
+        ? {}
+        : { restore: options.restore.checkpoint, resume: options.resume ?? "continued" }),
+      clipboard: options.clipboard
+        ? {
+          onGuestGrab: (selection) => {
+            this.#copies[selection]!.clear();
+            broadcast(this.#offerEvent(selection)!);
+          },
+          onGuestRelease: (selection) =>
+            broadcast({ event: "release", selection: selectionName(selection), by: "guest" }),
+          provide: (selection, type) => {
+            const data = this.#copies[selection]!.get(type);
+            if (data !== undefined) {
+              broadcast({
+                event: "served",
+                selection: selectionName(selection),
+                mime: mimeOfType(type),
+                bytes: data.length,
+              });
+            }
+            return data;
+          },
+        }
+        : false,
+      onGuestCaps: () => broadcast(this.#capsEvent()!),
+      onDiagnostic: (diagnostic) => broadcast(diagnosticEvent(diagnostic)),
+      onProgress: (progress) => this.#onProgress(progress),
+    });
+    // What a restored session's previous relay had asked the guest for arrives here.
+    for (const resumed of this.pipeline.session.resumedRequests) {
+      resumed.result.then(
+        (data) => broadcast({ ...dataEvent(resumed.selection, resumed.type, data), resumed: true }),
+        (error) => broadcast({ ...errorEvent(error, { cmd: "paste" }), resumed: true }),
+      );
+    }
+  }
+
+  /** The pipeline's lifetime. */
+  get done(): Promise<void> {
+    return this.pipeline.done;
+  }
+
+  /** From now on every command is refused with `STOPPING`. */
+  stop(): void {
+    this.#stopping = true;
+  }
+
+  /**
+   * What a new client needs to know: the guest's caps and what it offers, as events. After a
+   * restore, the caller sends these to standard output too.
+   */
+  stateEvents(): RelayEvent[] {
+    const events: RelayEvent[] = [];
+    const caps = this.#capsEvent();
+    if (caps !== undefined) events.push(caps);
+    for (let s = 0; s < 3; s++) {
+      const offer = this.#offerEvent(s);
+      if (offer !== undefined) events.push(offer);
+    }
+    return events;
+  }
+
+  /** Runs one command line; what answers it goes to `reply`. Never throws. */
+  async run(line: string, reply: EventSink): Promise<void> {
+    let command: Command;
+    try {
+      command = parseCommand(line);
+    } catch (error) {
+      return reply(errorEvent(error));
+    }
+    if (this.#stopping) {
+      return reply(
+        errorEvent(
+          new CommandError("STOPPING", "Cannot run command: the relay is stopping"),
+          command,
+        ),
+      );
+    }
+    try {
+      await this.#run(command, reply);
+    } catch (error) {
+      reply(errorEvent(error, command));
+    }
+  }
+
+  /** Takes the checkpoint and the host's copies; the pipeline lets go of the transport. */
+  async checkpoint(): Promise<RelayState> {
+    const checkpoint = await this.pipeline.checkpoint();
+    const hostCopies: HostCopy[] = [];
+    this.#copies.forEach((copies, selection) => {
+      for (const [type, data] of copies) hostCopies.push({ selection, type, data });
+    });
+    return { checkpoint, hostCopies };
+  }
+
+  async #run(command: Command, reply: EventSink): Promise<void> {
+    const session = this.pipeline.session;
+    const ok = () => reply({ event: "ok", ...idOf(command.id), cmd: command.cmd });
+    switch (command.cmd) {
+      case "copy": {
+        session.grab(command.selection, [command.type]);
+        this.#copies[command.selection] = new Map([[command.type, command.data]]);
+        return ok();
+      }
+      case "release":
+        session.release(command.selection);
+        this.#copies[command.selection]!.clear();
+        return ok();
+      case "paste": {
+        const offer = session.guestOffer(command.selection);
+        const type = command.type ??
+          (offer?.types.includes(ClipboardType.UTF8_TEXT)
+            ? ClipboardType.UTF8_TEXT
+            : offer?.types[0]);
+        if (type === undefined) {
+          throw new ClipboardError(
+            "NOT_OFFERED",
+            `Cannot paste: the guest offers nothing on ${selectionName(command.selection)}`,
+            command.selection,
+          );
+        }
+        const options = command.timeout === undefined ? {} : { timeout: command.timeout };
+        const data = await session.request(command.selection, type, options);
+        return reply({ ...dataEvent(command.selection, type, data), ...idOf(command.id) });
+      }
+      case "mouse":
+        if (!this.#options.mouse) {
+          throw new CommandError(
+            "DISABLED",
+            "Cannot move the mouse: the relay runs with --no-mouse",
+          );
+        }
+        if (
+          !session.mouse({
+            x: command.x,
+            y: command.y,
+            buttons: command.buttons,
+            display: command.display,
+          })
+        ) {
+          throw new ClipboardError("CLOSED", "Cannot move the mouse: the session ended");
+        }
+        return ok();
+      case "status":
+        return reply({
+          event: "status",
+          ...idOf(command.id),
+          guestCaps: session.guestCaps === undefined ? null : hex(session.guestCaps),
+          hostCaps: hex(session.hostCaps),
+          offers: [0, 1, 2].flatMap((s) => {
+            const offer = session.guestOffer(s);
+            return offer === undefined
+              ? []
+              : [{ selection: selectionName(s), mimes: offer.types.map(mimeOfType) }];
+          }),
+          copies: [0, 1, 2].flatMap((s) => {
+            const types = session.hostOffer(s);
+            return types === undefined
+              ? []
+              : [{ selection: selectionName(s), mimes: types.map(mimeOfType) }];
+          }),
+        });
+      case "checkpoint":
+        return this.#options.onCheckpoint(command.id, reply);
+    }
+  }
+
+  #capsEvent(): RelayEvent | undefined {
+    const session = this.pipeline.session;
+    const caps = session.guestCaps;
+    if (caps === undefined) return undefined;
+    return {
+      event: "caps",
+      caps: hex(caps),
+      selections: session.layout.selection,
+      serials: session.layout.grabSerial,
+    };
+  }
+
+  #offerEvent(selection: number): RelayEvent | undefined {
+    const offer = this.pipeline.session.guestOffer(selection);
+    if (offer === undefined) return undefined;
+    return {
+      event: "offer",
+      selection: selectionName(selection),
+      mimes: offer.types.map(mimeOfType),
+      ...(offer.serial === undefined ? {} : { serial: offer.serial }),
+    };
+  }
+
+  /** One event per percent of a big message, and one at its end. */
+  #onProgress(progress: TransferProgress): void {
+    const key = progress.direction;
+    const percent = Math.floor((progress.done * 100) / progress.total);
+    if (this.#progress.get(key) === percent && progress.done !== progress.total) return;
+    this.#progress.set(key, progress.done === progress.total ? -1 : percent);
+    this.#options.broadcast({
+      event: "progress",
+      direction: progress.direction,
+      done: progress.done,
+      total: progress.total,
+    });
+  }
+}
+
+function diagnosticEvent(diagnostic: SessionDiagnostic): RelayEvent {
+  return {
+    event: "diagnostic",
+    code: diagnostic.code,
+    message: diagnostic.message,
+    ...(diagnostic.selection === undefined
+      ? {}
+      : { selection: selectionName(diagnostic.selection) }),
+  };
+}

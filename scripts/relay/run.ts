@@ -1,0 +1,393 @@
+// The relay's life, from the command line to the exit code, against a small platform interface
+// that the Deno entry (scripts/relay.ts) and the Node entry (scripts/relay/node_main.ts) fill in.
+import type { Transport } from "../../mod.ts";
+import {
+  type ConnectTarget,
+  describeTarget,
+  parseRelayArgs,
+  type RelayArgs,
+  USAGE,
+  UsageError,
+} from "./args.ts";
+import { CommandError, type CommandId } from "./protocol.ts";
+import { errorEvent, RelayCore, type RelayEvent } from "./relay_core.ts";
+import { decodeStateFile, encodeStateFile, type RelayState } from "./state_file.ts";
+import { allowWebSocket, PAGE_ASSETS, type ServeHandlers, type WebServer } from "./web.ts";
+
+/** A connection to the guest's port. */
+export interface Connection extends Transport {
+  /** Closes the connection for good. */
+  close(): void;
+}
+
+/** What the relay needs from its runtime. */
+export interface RelayPlatform {
+  /** The command-line arguments. */
+  args: readonly string[];
+  /** Connects to the guest's port. */
+  connect(target: ConnectTarget): Promise<Connection>;
+  /** A file's bytes, or `undefined` if it does not exist. */
+  readFile(path: string): Promise<Uint8Array | undefined>;
+  /** Writes a file atomically: a temporary file in the same directory, synced, then renamed. */
+  writeFileAtomic(path: string, bytes: Uint8Array): Promise<void>;
+  /** Removes a file. */
+  removeFile(path: string): Promise<void>;
+  /** A page asset by name (`index.html`, `app.js`, `style.css`). */
+  readAsset(name: string): Promise<Uint8Array>;
+  /** Serves HTTP and WebSocket; resolves once listening. */
+  serve(listen: { hostname: string; port: number }, handlers: ServeHandlers): Promise<WebServer>;
+  stdin: ReadableStream<Uint8Array>;
+  stdout: WritableStream<Uint8Array>;
+  /** Writes one line to standard error. */
+  log(line: string): void;
+  /** Calls `handler` on SIGTERM and SIGINT; returns the function that stops listening. */
+  onSignal(handler: (signal: "SIGTERM" | "SIGINT") => void): () => void;
+}
+
+/** Exit codes; the README and `--help` list them. */
+export const ExitCode = {
+  STOPPED: 0,
+  FAILURE: 1,
+  USAGE: 2,
+  PEER_CLOSED: 3,
+  CONNECTION_FAILED: 4,
+  BAD_STATE: 5,
+  CHECKPOINT_FAILED: 6,
+} as const;
+
+/** How long a hand-off or a close may take before the relay gives up on it. */
+const STOP_TIMEOUT_MS = 10_000;
+/** Slack over the largest base64 payload for one command line. */
+const LINE_SLACK = 64 * 1024;
+
+/** JSON lines to a byte stream, in order; a failed stream (a closed pipe) is reported once. */
+class EventWriter {
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #log: (line: string) => void;
+  readonly #encoder = new TextEncoder();
+  #broken = false;
+  #last: Promise<void> = Promise.resolve();
+
+  constructor(stream: WritableStream<Uint8Array>, log: (line: string) => void) {
+    this.#writer = stream.getWriter();
+    this.#log = log;
+  }
+
+  write(event: RelayEvent): void {
+    if (this.#broken) return;
+    this.#last = this.#writer.write(this.#encoder.encode(JSON.stringify(event) + "\n")).catch(
+      (error) => {
+        if (!this.#broken) this.#log(`standard output failed, events are dropped: ${error}`);
+        this.#broken = true;
+      },
+    );
+  }
+
+  /** Waits until everything written has left. */
+  async flush(): Promise<void> {
+    await this.#last;
+  }
+}
+
+/** Lines of UTF-8 text; a line longer than `max` characters is skipped and reported. */
+async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  max: number,
+  onLine: (line: string) => void,
+  onTooLong: (length: number) => void,
+): Promise<void> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let parts: string[] = [];
+  let length = 0;
+  let skipping = false;
+  const end = (tail: string) => {
+    if (skipping || length + tail.length > max) {
+      onTooLong(length + tail.length);
+    } else {
+      const line = (parts.join("") + tail).replace(/\r$/, "");
+      if (line.trim() !== "") onLine(line);
+    }
+    parts = [];
+    length = 0;
+    skipping = false;
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    let at = 0;
+    for (let nl = value.indexOf("\n"); nl >= 0; nl = value.indexOf("\n", at)) {
+      end(value.slice(at, nl));
+      at = nl + 1;
+    }
+    const rest = value.slice(at);
+    length += rest.length;
+    if (!skipping) parts.push(rest);
+    if (length > max && !skipping) {
+      skipping = true;
+      parts = [];
+    }
+  }
+  if (length > 0) end("");
+}
+
+function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Error codes of a write or read on a socket the peer closed (Deno and Node alike). */
+const PEER_GONE = ["EPIPE", "ECONNRESET"];
+
+const message = (error: unknown) => error instanceof Error ? error.message : String(error);
+const codeOf = (error: unknown) => (error as { code?: unknown })?.code;
+
+/** Runs the relay; resolves with the exit code once everything is flushed and closed. */
+export async function runRelay(platform: RelayPlatform): Promise<number> {
+  const log = (line: string) => platform.log(`vdagent-relay: ${line}`);
+  let args: RelayArgs | undefined;
+  try {
+    args = parseRelayArgs(platform.args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    platform.log(`vdagent-relay: ${error.message}\n${USAGE}`);
+    return ExitCode.USAGE;
+  }
+  if (args === undefined) {
+    platform.log(USAGE);
+    return ExitCode.STOPPED;
+  }
+  const target = describeTarget(args.connect);
+
+  let restore: RelayState | undefined;
+  if (args.state !== undefined) {
+    try {
+      const bytes = await platform.readFile(args.state);
+      if (bytes !== undefined) restore = decodeStateFile(bytes);
+    } catch (error) {
+      log(
+        `cannot restore ${args.state}: ${codeOf(error) ?? "READ_FAILED"}: ${message(error)}; ` +
+          "it is left as it is (remove it to start fresh)",
+      );
+      return ExitCode.BAD_STATE;
+    }
+  }
+
+  let connection: Connection;
+  try {
+    connection = await platform.connect(args.connect);
+  } catch (error) {
+    log(`cannot connect to ${target}: ${message(error)}`);
+    return ExitCode.CONNECTION_FAILED;
+  }
+
+  const out = new EventWriter(platform.stdout, platform.log);
+  const clients = new Set<(event: RelayEvent) => void>();
+  const broadcast = (event: RelayEvent) => {
+    out.write(event);
+    for (const send of clients) send(event);
+  };
+  let stopping = false;
+  let finish!: (code: number, reason: string) => void;
+  const finished = new Promise<{ code: number; reason: string }>((resolve) => {
+    finish = (code, reason) => resolve({ code, reason });
+  });
+
+  const handOff = async (why: string, id?: CommandId, reply?: (event: RelayEvent) => void) => {
+    if (stopping) {
+      log(`${why}: already stopping`);
+      reply?.(
+        errorEvent(
+          new CommandError("STOPPING", "Cannot take a checkpoint: the relay is stopping"),
+          {
+            cmd: "checkpoint",
+            ...(id === undefined ? {} : { id }),
+          },
+        ),
+      );
+      return;
+    }
+    stopping = true;
+    core.stop();
+    if (args.state === undefined && reply === undefined) {
+      log(
+        `${why}: no --state, so no checkpoint: closing the session (the next relay starts fresh)`,
+      );
+      try {
+        await bounded(core.pipeline.close(), 2000, "closing the session");
+      } catch (error) {
+        log(`closing the session: ${message(error)}`);
+      }
+      connection.close();
+      return finish(ExitCode.STOPPED, `${why}: stopped without a checkpoint`);
+    }
+    log(`${why}: taking a checkpoint`);
+    let state: RelayState;
+    try {
+      state = await bounded(core.checkpoint(), STOP_TIMEOUT_MS, "the checkpoint");
+    } catch (error) {
+      log(`cannot take a checkpoint: ${codeOf(error) ?? ""} ${message(error)}`);
+      connection.close();
+      return finish(ExitCode.CHECKPOINT_FAILED, "the checkpoint failed");
+    }
+    const file = encodeStateFile(state);
+    const event: RelayEvent = {
+      event: "checkpoint",
+      ...(id === undefined ? {} : { id }),
+      bytes: state.checkpoint.length,
+    };
+    if (args.state !== undefined) {
+      try {
+        await platform.writeFileAtomic(args.state, file);
+      } catch (error) {
+        log(`cannot write the checkpoint to ${args.state}: ${message(error)}`);
+        connection.close();
+        return finish(ExitCode.CHECKPOINT_FAILED, "the checkpoint could not be written");
+      }
+      event.file = args.state;
+      log(
+        `handed off: checkpoint of ${state.checkpoint.length} bytes (and ${state.hostCopies.length} ` +
+          `host copies) written to ${args.state}; start the next relay with --state ${args.state}`,
+      );
+    } else {
+      // Nowhere to write it: the caller gets the whole state file in the event.
+      event.state = JSON.parse(new TextDecoder().decode(file));
+      log(
+        `handed off: checkpoint of ${state.checkpoint.length} bytes sent in the checkpoint event`,
+      );
+    }
+    (reply ?? broadcast)(event);
+    connection.close();
+    finish(ExitCode.STOPPED, `${why}: handed off`);
+  };
+
+  let core: RelayCore;
+  try {
+    core = new RelayCore(connection, {
+      mouse: args.mouse,
+      clipboard: args.clipboard,
+      maxClipboard: args.maxClipboard,
+      restore,
+      resume: args.resume,
+      broadcast,
+      onCheckpoint: (id, reply) => void handOff("checkpoint command", id, reply),
+    });
+  } catch (error) {
+    connection.close();
+    log(`cannot restore ${args.state}: ${codeOf(error) ?? ""} ${message(error)}`);
+    return ExitCode.BAD_STATE;
+  }
+
+  if (restore !== undefined) {
+    // A reconnected session announces itself: the guest saw its port reopen, and a copy it lost
+    // with the old connection may have moved its serials past the checkpoint's.
+    const how = args.resume === "reconnected"
+      ? "the port was reopened, so it announces itself (request=1): the guest's serials restart " +
+        "at 0, and the host's copies go again once the guest answers"
+      : "the session continues without announcing itself";
+    log(
+      `restored ${args.state} (checkpoint of ${restore.checkpoint.length} bytes, resume ` +
+        `${args.resume}) on ${target}: ${how}`,
+    );
+    try {
+      await platform.removeFile(args.state!);
+      log(
+        `removed ${args.state}: the session moves on, and a relay that dies must not leave it stale`,
+      );
+    } catch (error) {
+      log(`cannot remove ${args.state}: ${message(error)}`);
+    }
+  } else {
+    log(
+      `starting fresh on ${target}${
+        args.state === undefined ? " (no --state)" : ` (${args.state} does not exist)`
+      }: announcing to the guest`,
+    );
+  }
+  broadcast({
+    event: "started",
+    mode: restore === undefined ? "fresh" : "restored",
+    ...(restore === undefined ? {} : { resume: args.resume }),
+    connect: target,
+  });
+  if (restore !== undefined) { for (const event of core.stateEvents()) broadcast(event); }
+
+  core.done.then(
+    () => {
+      if (stopping) return;
+      log(`the guest's side closed the connection on ${target} (end of stream); exiting`);
+      finish(ExitCode.PEER_CLOSED, "the guest's side closed the connection");
+    },
+    (error) => {
+      if (stopping) return;
+      if (PEER_GONE.includes(String(codeOf(error)))) {
+        log(`the guest's side closed the connection on ${target} (${message(error)}); exiting`);
+        return finish(ExitCode.PEER_CLOSED, "the guest's side closed the connection");
+      }
+      log(`the connection to ${target} failed: ${codeOf(error) ?? ""} ${message(error)}`.trim());
+      finish(ExitCode.CONNECTION_FAILED, `the connection failed: ${message(error)}`);
+    },
+  );
+
+  let server: WebServer | undefined;
+  if (args.listen !== undefined) {
+    try {
+      const assets = new Map<string, { body: Uint8Array; type: string }>();
+      for (const [path, asset] of Object.entries(PAGE_ASSETS)) {
+        assets.set(path, { body: await platform.readAsset(asset.name), type: asset.type });
+      }
+      const listenHost = args.listen.hostname;
+      server = await platform.serve(args.listen, {
+        asset: (path) => assets.get(path),
+        allow: (origin, host) => allowWebSocket(origin, host, listenHost),
+        connect(client) {
+          const send = (event: RelayEvent) => client.send(JSON.stringify(event));
+          send({ event: "hello", connect: target });
+          for (const event of core.stateEvents()) send(event);
+          clients.add(send);
+          return {
+            message: (text) => void core.run(text, send),
+            close: () => void clients.delete(send),
+          };
+        },
+      });
+      log(`listening on ${server.url} (clipboard page at /, WebSocket at /ws)`);
+      broadcast({ event: "listening", url: server.url });
+    } catch (error) {
+      log(`cannot listen on ${args.listen.hostname}:${args.listen.port}: ${message(error)}`);
+      finish(ExitCode.FAILURE, "cannot listen");
+    }
+  }
+
+  const maxLine = Math.ceil(((args.maxClipboard ?? 64 * 1024 * 1024) * 4) / 3) + LINE_SLACK;
+  readLines(
+    platform.stdin,
+    maxLine,
+    (line) => void core.run(line, (event) => out.write(event)),
+    (length) =>
+      out.write({
+        event: "error",
+        code: "LINE_TOO_LONG",
+        message:
+          `Cannot run command: the line has ${length} characters, over the limit of ${maxLine}`,
+      }),
+  ).then(
+    () => log("standard input closed; still relaying (stop with SIGTERM or SIGINT)"),
+    (error) => log(`standard input failed: ${message(error)}; still relaying`),
+  );
+
+  const stopListening = platform.onSignal((signal) => void handOff(signal));
+  const { code, reason } = await finished;
+  stopListening();
+  if (!stopping) {
+    stopping = true;
+    core.stop();
+    connection.close();
+  }
+  broadcast({ event: "exit", code, reason });
+  await server?.close().catch(() => {});
+  await bounded(out.flush(), 5000, "flushing standard output").catch(() => {});
+  return code;
+}

@@ -1,0 +1,224 @@
+// The relay's web-platform modules (scripts/relay/): base64, MIME types, the file list, the
+// command line, the state file and the WebSocket origin rule. Deno only, like the relay's other
+// tests; the Node bin runs the same modules in tests/node/.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ClipboardType, encodeCheckpoint } from "../../mod.ts";
+import { parseRelayArgs, UsageError } from "../../scripts/relay/args.ts";
+import { decodeBase64, encodeBase64 } from "../../scripts/relay/base64.ts";
+import {
+  decodeFileList,
+  encodeFileList,
+  mimeOfType,
+  pathsToUriList,
+  typeOfMime,
+  uriListToPaths,
+} from "../../scripts/relay/mime.ts";
+import { parseCommand } from "../../scripts/relay/protocol.ts";
+import { decodeStateFile, encodeStateFile } from "../../scripts/relay/state_file.ts";
+import { allowWebSocket } from "../../scripts/relay/web.ts";
+import { prng, randBytes } from "../_helpers.ts";
+
+test("encodeBase64 and decodeBase64 agree with btoa and atob at every length up to 300", () => {
+  const bytes = randBytes(prng(5), 300);
+  for (let n = 0; n <= 300; n++) {
+    const part = bytes.subarray(0, n);
+    const reference = btoa(String.fromCharCode(...part));
+    assert.equal(encodeBase64(part), reference, `length ${n}`);
+    assert.deepEqual(decodeBase64(reference), part, `length ${n}`);
+    assert.deepEqual(decodeBase64(reference.replace(/=+$/, "")), part, `unpadded, length ${n}`);
+  }
+});
+
+test("decodeBase64 refuses what is not base64 with a SyntaxError naming the place", () => {
+  assert.throws(() => decodeBase64("AB$D"), /character "\$" at 2/);
+  assert.throws(() => decodeBase64("ABCDE"), /length 5 cannot be base64/);
+  assert.throws(() => decodeBase64("AB=C"), SyntaxError);
+  assert.throws(() => decodeBase64("QUJD\n"), SyntaxError);
+  assert.throws(() => decodeBase64("é"), SyntaxError);
+});
+
+test("typeOfMime maps the six MIME types, their aliases and text/plain's charset", () => {
+  const cases: [string, number][] = [
+    ["text/plain;charset=utf-8", ClipboardType.UTF8_TEXT],
+    ["text/plain", ClipboardType.UTF8_TEXT],
+    ['Text/Plain; Charset="UTF-8"', ClipboardType.UTF8_TEXT],
+    ["image/png", ClipboardType.IMAGE_PNG],
+    ["image/bmp", ClipboardType.IMAGE_BMP],
+    ["image/x-ms-bmp", ClipboardType.IMAGE_BMP],
+    ["image/tiff", ClipboardType.IMAGE_TIFF],
+    ["image/jpeg", ClipboardType.IMAGE_JPG],
+    ["image/jpg", ClipboardType.IMAGE_JPG],
+    ["text/uri-list", ClipboardType.FILE_LIST],
+  ];
+  for (const [mime, type] of cases) assert.deepEqual(typeOfMime(mime), { type }, mime);
+  assert.match((typeOfMime("text/plain;charset=iso-8859-1") as { error: string }).error, /UTF-8/);
+  assert.match((typeOfMime("image/gif") as { error: string }).error, /unsupported MIME type/);
+  for (let type = 1; type <= 6; type++) {
+    assert.deepEqual(typeOfMime(mimeOfType(type)), { type }, `round trip of ${type}`);
+  }
+  assert.equal(mimeOfType(9), "application/x-vdagent-type-9");
+});
+
+test("FILE_LIST and text/uri-list convert both ways, percent-encoding paths", () => {
+  const list = { action: "cut" as const, paths: ["/a b/c.txt", "/été/#1?.pdf", "/x"] };
+  const bytes = encodeFileList(list);
+  assert.equal(new TextDecoder().decode(bytes), "cut\0/a b/c.txt\0/été/#1?.pdf\0/x");
+  assert.deepEqual(decodeFileList(bytes), list);
+  assert.deepEqual(decodeFileList(new TextEncoder().encode("copy\0/x\0")), {
+    action: "copy",
+    paths: ["/x"],
+  });
+  const uris = pathsToUriList(list.paths);
+  assert.equal(uris, "file:///a%20b/c.txt\r\nfile:///%C3%A9t%C3%A9/%231%3F.pdf\r\nfile:///x\r\n");
+  assert.deepEqual(uriListToPaths(`# comment\n${uris}`), list.paths);
+  assert.deepEqual(uriListToPaths("file://localhost/tmp/y\n"), ["/tmp/y"]);
+  assert.ok("error" in decodeFileList(new TextEncoder().encode("move\0/x")));
+  assert.ok("error" in decodeFileList(new Uint8Array([0xff])));
+  for (
+    const bad of [
+      "https://example.com/x",
+      "file://host/x",
+      "file:relative",
+      "# only",
+      "file:///%zz",
+    ]
+  ) {
+    assert.ok("error" in (uriListToPaths(bad) as object), bad);
+  }
+});
+
+test("parseCommand defaults to CLIPBOARD and UTF-8 text, and keeps a bad command's id", () => {
+  assert.deepEqual(parseCommand('{"cmd":"copy","text":"hi"}'), {
+    cmd: "copy",
+    selection: 0,
+    type: ClipboardType.UTF8_TEXT,
+    data: new TextEncoder().encode("hi"),
+  });
+  assert.deepEqual(parseCommand('{"cmd":"paste","id":"p","selection":"secondary"}'), {
+    cmd: "paste",
+    id: "p",
+    selection: 2,
+  });
+  assert.deepEqual(parseCommand('{"cmd":"mouse","x":1,"y":2,"buttons":["left","left"]}'), {
+    cmd: "mouse",
+    x: 1,
+    y: 2,
+    buttons: ["left"],
+    display: 0,
+  });
+  assert.throws(() => parseCommand('{"cmd":"release","id":9,"selection":"nope"}'), {
+    code: "BAD_COMMAND",
+    id: 9,
+  });
+  assert.throws(() => parseCommand('{"cmd":"copy","mime":"image/png","text":"x","action":"cut"}'), {
+    code: "BAD_COMMAND",
+  });
+});
+
+test("parseRelayArgs reads every flag, drops a leading --, and refuses bad values", () => {
+  assert.deepEqual(
+    parseRelayArgs([
+      "--",
+      "--connect",
+      "tcp:[::1]:5900",
+      "--state",
+      "vm.state",
+      "--resume",
+      "continued",
+      "--listen",
+      "localhost:0",
+      "--no-mouse",
+      "--no-clipboard",
+      "--max-clipboard",
+      "1048576",
+    ]),
+    {
+      connect: { transport: "tcp", hostname: "::1", port: 5900 },
+      state: "vm.state",
+      resume: "continued",
+      listen: { hostname: "localhost", port: 0 },
+      mouse: false,
+      clipboard: false,
+      maxClipboard: 1048576,
+    },
+  );
+  assert.deepEqual(parseRelayArgs(["--connect", "unix:/run/vm.sock"]), {
+    connect: { transport: "unix", path: "/run/vm.sock" },
+    resume: "reconnected",
+    mouse: true,
+    clipboard: true,
+  });
+  assert.equal(parseRelayArgs(["--help"]), undefined);
+  const bad: [string[], RegExp][] = [
+    [[], /--connect is required/],
+    [["--connect", "vm.sock"], /unix:PATH or tcp:HOST:PORT/],
+    [["--connect", "tcp:host:99999"], /HOST:PORT/],
+    [["--connect", "tcp:host:0"], /port other than 0/],
+    [["--connect", "unix:/x", "--resume", "continued"], /--resume needs --state/],
+    [["--connect", "unix:/x", "--max-clipboard", "1e6"], /--max-clipboard/],
+    [["--connect", "unix:/x", "extra"], /positional/],
+  ];
+  for (const [args, message] of bad) {
+    assert.throws(
+      () => parseRelayArgs(args),
+      (e) => e instanceof UsageError && message.test(e.message),
+    );
+  }
+});
+
+test("decodeStateFile reads what encodeStateFile wrote, and a raw checkpoint, and refuses the rest", () => {
+  const empty = { lastSerial: 0, guestRequests: [] };
+  const checkpoint = encodeCheckpoint({
+    mode: "lossless",
+    hostCaps: [0x00020061],
+    guestCaps: [0x00038de7],
+    selections: [{ ...empty, lastSerial: 2, hostOffer: [1] }, empty, empty],
+  });
+  const state = {
+    checkpoint,
+    hostCopies: [{ selection: 0, type: 1, data: new TextEncoder().encode("host text") }],
+  };
+  const file = encodeStateFile(state);
+  const json = JSON.parse(new TextDecoder().decode(file));
+  assert.equal(json.format, "vdagent-relay-state/1");
+  assert.deepEqual(json.hostCopies, [{
+    selection: "clipboard",
+    mime: "text/plain;charset=utf-8",
+    base64: "aG9zdCB0ZXh0",
+  }]);
+  assert.equal(json.describe.selections[0].lastSerial, 2);
+  assert.deepEqual(decodeStateFile(file), state);
+  assert.deepEqual(decodeStateFile(checkpoint), { checkpoint, hostCopies: [] });
+  const corrupt = checkpoint.slice();
+  corrupt[12]! ^= 1;
+  assert.throws(() => decodeStateFile(corrupt), { code: "BAD_CHECKSUM" });
+  assert.throws(() => decodeStateFile(new TextEncoder().encode("{}")), {
+    code: "BAD_STATE_FILE",
+  });
+  assert.throws(() => decodeStateFile(new TextEncoder().encode("not json")), {
+    code: "BAD_STATE_FILE",
+  });
+  assert.throws(
+    () =>
+      decodeStateFile(
+        new TextEncoder().encode(JSON.stringify({ ...json, hostCopies: [{ selection: "x" }] })),
+      ),
+    { code: "BAD_STATE_FILE" },
+  );
+});
+
+test("allowWebSocket accepts the page's own origin and clients without one, and nothing else", () => {
+  const allow = (origin: string | undefined, host: string | undefined, listen = "127.0.0.1") =>
+    allowWebSocket(origin, host, listen);
+  assert.equal(allow("http://127.0.0.1:8080", "127.0.0.1:8080"), true);
+  assert.equal(allow("http://localhost:8080", "localhost:8080"), true);
+  assert.equal(allow("http://[::1]:8080", "[::1]:8080", "::1"), true);
+  assert.equal(allow(undefined, "127.0.0.1:8080"), true, "not a browser");
+  assert.equal(allow("https://evil.example", "127.0.0.1:8080"), false, "another site");
+  assert.equal(allow("http://127.0.0.1:9999", "127.0.0.1:8080"), false, "another port");
+  assert.equal(allow("null", "127.0.0.1:8080"), false);
+  assert.equal(allow("http://evil.example:8080", "evil.example:8080"), false, "DNS rebinding");
+  assert.equal(allow(undefined, undefined), false, "no Host header");
+  assert.equal(allow("http://vm-host:8080", "vm-host:8080", "0.0.0.0"), true, "listening widely");
+});

@@ -1,0 +1,493 @@
+// vdagent-relay (scripts/relay.ts) as a subprocess, over its standard input and output, against
+// an in-process guest agent on a unix socket (tests/cli/_guest_port.ts). Deno only.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Capability, ClipboardType, hasCapability } from "../../mod.ts";
+import { prng, randBytes } from "../_helpers.ts";
+import { GuestPort } from "./_guest_port.ts";
+import { RelayProcess } from "./_relay_process.ts";
+
+const TEXT = ClipboardType.UTF8_TEXT;
+const PNG = ClipboardType.IMAGE_PNG;
+const encode = (s: string) => new TextEncoder().encode(s);
+const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+const base64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes));
+
+/** Runs `fn` with a guest port and relays; on failure prints every relay's log and events. */
+async function withRelay(
+  fn: (port: GuestPort, start: (args?: string[], name?: string) => RelayProcess) => Promise<void>,
+): Promise<void> {
+  const port = await GuestPort.open();
+  const relays: RelayProcess[] = [];
+  try {
+    await fn(port, (args = [], name) => {
+      const relay = new RelayProcess(
+        ["--connect", `unix:${port.path}`, ...args],
+        name === undefined ? {} : { name },
+      );
+      relays.push(relay);
+      return relay;
+    });
+  } catch (error) {
+    // deno-lint-ignore no-console
+    console.error(relays.map((r) => r.report()).join("\n"));
+    throw error;
+  } finally {
+    await Promise.all(relays.map((r) => r.close()));
+    await port.close();
+  }
+}
+
+test("vdagent-relay negotiates and relays the clipboard both ways, and the mouse", async () => {
+  await withRelay(async (port, start) => {
+    const relay = start();
+    const caps = await relay.next("caps");
+    assert.deepEqual(caps, {
+      event: "caps",
+      caps: ["0x00038de7"],
+      selections: true,
+      serials: true,
+    });
+    assert.deepEqual(relay.events[0], {
+      event: "started",
+      mode: "fresh",
+      connect: `unix:${port.path}`,
+    });
+    assert.match(relay.stderr, /starting fresh on unix:.* \(no --state\): announcing to the guest/);
+
+    // Guest → host: the guest copies, the relay reports the offer, a paste fetches it.
+    port.data.set(`0/${TEXT}`, encode("copied in the guest ✓"));
+    port.guest.session.grab(0, [TEXT, PNG]);
+    const offer = await relay.next("offer");
+    assert.deepEqual(offer, {
+      event: "offer",
+      selection: "clipboard",
+      mimes: ["text/plain;charset=utf-8", "image/png"],
+      serial: 0,
+    });
+    await relay.send({ cmd: "paste", id: 1 });
+    assert.deepEqual(await relay.answer(1), {
+      event: "data",
+      id: 1,
+      selection: "clipboard",
+      mime: "text/plain;charset=utf-8",
+      bytes: 23,
+      text: "copied in the guest ✓",
+    });
+    // The guest has no PNG for it: type NONE comes back as NO_DATA.
+    await relay.send({ cmd: "paste", id: "png", mime: "image/png" });
+    const none = await relay.answer("png");
+    assert.equal(none.event, "error");
+    assert.equal(none.code, "NO_DATA");
+
+    // Host → guest: text into PRIMARY, an image into CLIPBOARD.
+    await relay.send({ cmd: "copy", id: 2, selection: "primary", text: "from the relay" });
+    assert.deepEqual(await relay.answer(2), { event: "ok", id: 2, cmd: "copy" });
+    await port.until(() => port.guest.session.hostOffer(1) !== undefined, "host grab of PRIMARY");
+    assert.equal(decode(await port.guest.session.request(1, TEXT)), "from the relay");
+    await relay.next("served", (e) => e.selection === "primary");
+    const image = randBytes(prng(7), 5000);
+    await relay.send({ cmd: "copy", id: 3, mime: "image/png", base64: base64(image) });
+    await relay.answer(3);
+    await port.until(() => port.guest.session.hostOffer(0)?.types[0] === PNG, "host grab of PNG");
+    assert.deepEqual(await port.guest.session.request(0, PNG), image);
+
+    // Release: the guest hears it.
+    await relay.send({ cmd: "release", id: 4, selection: "primary" });
+    await relay.answer(4);
+    await port.until(
+      () => port.events.some((e) => e.kind === "host-release" && e.selection === 1),
+      "the host's release",
+    );
+
+    // Mouse, buttons by name.
+    await relay.send({ cmd: "mouse", id: 5, x: 100, y: 200, buttons: ["left", "right"] });
+    await relay.answer(5);
+    await port.until(() => port.events.some((e) => e.kind === "mouse"), "mouse");
+    assert.deepEqual(port.events.find((e) => e.kind === "mouse"), {
+      kind: "mouse",
+      x: 100,
+      y: 200,
+      buttons: 2 | 8,
+      display: 0,
+    });
+
+    // The guest releases its copy.
+    port.guest.session.release(0);
+    assert.deepEqual(await relay.next("release"), {
+      event: "release",
+      selection: "clipboard",
+      by: "guest",
+    });
+    assert.deepEqual(relay.junk, []);
+  });
+});
+
+test("vdagent-relay maps text/uri-list to FILE_LIST and back", async () => {
+  await withRelay(async (port, start) => {
+    const relay = start();
+    await relay.next("caps");
+    await relay.send({
+      cmd: "copy",
+      id: 1,
+      mime: "text/uri-list",
+      action: "cut",
+      text: "# two files\r\nfile:///docs/a%20b.txt\r\nfile:///docs/%C3%A9t%C3%A9.pdf\r\n",
+    });
+    await relay.answer(1);
+    await port.until(() => port.guest.session.hostOffer(0) !== undefined, "host grab");
+    assert.equal(
+      decode(await port.guest.session.request(0, ClipboardType.FILE_LIST)),
+      "cut\0/docs/a b.txt\0/docs/été.pdf",
+    );
+    port.data.set(`0/${ClipboardType.FILE_LIST}`, encode("copy\0/share/x y.png\0"));
+    port.guest.session.grab(0, [ClipboardType.FILE_LIST]);
+    await relay.next("offer", (e) => (e.mimes as string[])[0] === "text/uri-list");
+    await relay.send({ cmd: "paste", id: 2 });
+    assert.deepEqual(await relay.answer(2), {
+      event: "data",
+      id: 2,
+      selection: "clipboard",
+      mime: "text/uri-list",
+      bytes: 20,
+      text: "file:///share/x%20y.png\r\n",
+      action: "copy",
+    });
+  });
+});
+
+test("vdagent-relay answers malformed commands with an error event and keeps running", async () => {
+  await withRelay(async (port, start) => {
+    const relay = start();
+    await relay.next("caps");
+    const bad: [string, string][] = [
+      ["{not json", "BAD_JSON"],
+      ["[1, 2]", "BAD_JSON"],
+      ['"copy"', "BAD_JSON"],
+      ["null", "BAD_JSON"],
+      ['{"cmd":"explode"}', "BAD_COMMAND"],
+      ['{"id":{},"cmd":"status"}', "BAD_COMMAND"],
+      ['{"cmd":"copy","selection":"nope","text":"x"}', "BAD_COMMAND"],
+      ['{"cmd":"copy","text":"x","colour":"red"}', "BAD_COMMAND"],
+      ['{"cmd":"copy"}', "BAD_COMMAND"],
+      ['{"cmd":"copy","text":"a","base64":"YQ=="}', "BAD_COMMAND"],
+      ['{"cmd":"copy","mime":"image/gif","base64":"R0lG"}', "UNSUPPORTED_TYPE"],
+      ['{"cmd":"copy","mime":"text/plain;charset=latin1","text":"x"}', "UNSUPPORTED_TYPE"],
+      ['{"cmd":"copy","mime":"image/png","base64":"not base64!"}', "BAD_DATA"],
+      ['{"cmd":"copy","mime":"text/plain","base64":"/w=="}', "BAD_DATA"],
+      ['{"cmd":"copy","mime":"text/uri-list","text":"http://example.com/"}', "BAD_DATA"],
+      ['{"cmd":"copy","text":""}', "BAD_DATA"],
+      ['{"cmd":"mouse","x":-1,"y":0}', "BAD_COMMAND"],
+      ['{"cmd":"mouse","x":1,"y":2,"buttons":["thumb"]}', "BAD_COMMAND"],
+      ['{"cmd":"paste","selection":"secondary"}', "NOT_OFFERED"],
+      ['{"cmd":"paste","timeout":"soon"}', "BAD_COMMAND"],
+    ];
+    for (const [line, code] of bad) {
+      const since = relay.events.length;
+      await relay.send(line);
+      const error = await relay.next("error", () => true, since);
+      assert.equal(error.code, code, line);
+      assert.equal(typeof error.message, "string");
+    }
+    // An id survives a bad command, so the caller knows which one failed.
+    await relay.send({ cmd: "copy", id: "c1", selection: 7, text: "x" });
+    const answered = await relay.answer("c1");
+    assert.equal(answered.event, "error");
+    assert.equal(answered.code, "BAD_COMMAND");
+    assert.match(String(answered.message), /selection must be/);
+    // Still relaying.
+    await relay.send({ cmd: "copy", id: "ok", text: "still here" });
+    await relay.answer("ok");
+    await port.until(() => port.guest.session.hostOffer(0) !== undefined, "host grab");
+    assert.equal(decode(await port.guest.session.request(0, TEXT)), "still here");
+    await relay.send({ cmd: "status", id: "s" });
+    const status = await relay.answer("s");
+    assert.deepEqual(status.copies, [{
+      selection: "clipboard",
+      mimes: ["text/plain;charset=utf-8"],
+    }]);
+    assert.deepEqual(relay.junk, []);
+  });
+});
+
+test("vdagent-relay honours --no-mouse, --no-clipboard and --max-clipboard", async () => {
+  await withRelay(async (port, start) => {
+    const limited = start(["--no-mouse", "--max-clipboard", "16"], "limited");
+    await limited.next("caps");
+    await limited.send({ cmd: "mouse", id: "m", x: 1, y: 1 });
+    assert.equal((await limited.answer("m")).code, "DISABLED");
+    const hostCaps = port.guest.session.hostCaps!;
+    assert.equal(hasCapability(hostCaps, Capability.MOUSE_STATE), false);
+    assert.equal(hasCapability(hostCaps, Capability.MAX_CLIPBOARD), true);
+    port.data.set(`0/${TEXT}`, encode("twenty bytes of text"));
+    port.guest.session.grab(0, [TEXT]);
+    await limited.next("offer");
+    await limited.send({ cmd: "paste", id: "p" });
+    // The guest agent keeps to the MAX_CLIPBOARD it was sent, as the Linux agent does: it
+    // answers with the type and no data.
+    assert.deepEqual(await limited.answer("p"), {
+      event: "data",
+      id: "p",
+      selection: "clipboard",
+      mime: "text/plain;charset=utf-8",
+      bytes: 0,
+      text: "",
+    });
+    // A line over 4/3 of the limit plus 64 KiB is skipped whole, and the next one runs.
+    await limited.send(`{"cmd":"copy","text":"${"x".repeat(70_000)}"}`);
+    const tooLong = await limited.next("error", (e) => e.code === "LINE_TOO_LONG");
+    assert.match(String(tooLong.message), /70024 characters, over the limit of 65558/);
+    await limited.send({ cmd: "status", id: "s" });
+    assert.equal((await limited.answer("s")).event, "status");
+    limited.signal("SIGTERM");
+    assert.equal(await limited.exited, 0);
+
+    const quiet = start(["--no-clipboard"], "no clipboard");
+    await quiet.next("caps");
+    await quiet.send({ cmd: "copy", id: "c", text: "x" });
+    assert.equal((await quiet.answer("c")).code, "DISABLED");
+    await quiet.send({ cmd: "mouse", id: "m", x: 3, y: 4 });
+    await quiet.answer("m");
+    await port.until(() => port.events.some((e) => e.kind === "mouse" && e.x === 3), "mouse");
+  });
+});
+
+test("vdagent-relay reports the progress of a multi-megabyte paste both ways", async () => {
+  await withRelay(async (port, start) => {
+    const relay = start();
+    await relay.next("caps");
+    const big = randBytes(prng(3), 3 * 1024 * 1024);
+    port.data.set(`0/${PNG}`, big);
+    port.guest.session.grab(0, [PNG]);
+    await relay.next("offer");
+    await relay.send({ cmd: "paste", id: "big", mime: "image/png" });
+    const data = await relay.answer("big", 30_000);
+    assert.equal(data.bytes, big.length);
+    assert.deepEqual(Uint8Array.from(atob(data.base64 as string), (c) => c.charCodeAt(0)), big);
+    const incoming = relay.events.filter((e) => e.event === "progress" && e.direction === "in");
+    assert.ok(incoming.length >= 2, `${incoming.length} progress events`);
+    // Progress counts the message's payload: the data and 8 bytes of selection and type.
+    assert.deepEqual(incoming.at(-1), {
+      event: "progress",
+      direction: "in",
+      done: big.length + 8,
+      total: big.length + 8,
+    });
+    const dones = incoming.map((e) => e.done as number);
+    assert.deepEqual(dones, [...dones].sort((a, b) => a - b), "progress only grows");
+
+    await relay.send({ cmd: "copy", id: "up", mime: "image/png", base64: data.base64 as string });
+    await relay.answer("up");
+    await port.until(() => port.guest.session.hostOffer(0) !== undefined, "host grab");
+    assert.deepEqual(await port.guest.session.request(0, PNG), big);
+    await relay.next("progress", (e) => e.direction === "out" && e.done === e.total);
+  });
+});
+
+test("vdagent-relay hands off on SIGTERM through --state, and a restart continues the session", async () => {
+  await withRelay(async (port, start) => {
+    const state = `${port.dir}/vm.state`;
+    const a = start(["--state", state], "relay A");
+    await a.next("caps");
+    port.data.set(`1/${TEXT}`, encode("guest primary"));
+    port.guest.session.grab(1, [TEXT]);
+    await a.next("offer");
+    await a.send({ cmd: "copy", id: 1, text: "host text" });
+    await port.until(() => port.guest.session.hostOffer(0) !== undefined, "A's grab");
+
+    a.signal("SIGTERM");
+    assert.equal(await a.exited, 0);
+    assert.match(a.stderr, /SIGTERM: taking a checkpoint/);
+    assert.match(a.stderr, /handed off: checkpoint of \d+ bytes \(and 1 host copies\) written to /);
+    const checkpoint = a.events.find((e) => e.event === "checkpoint")!;
+    assert.equal(checkpoint.file, state);
+    assert.deepEqual(a.events.at(-1), { event: "exit", code: 0, reason: "SIGTERM: handed off" });
+    const saved = JSON.parse(await Deno.readTextFile(state));
+    assert.equal(saved.format, "vdagent-relay-state/1");
+    assert.deepEqual(saved.describe.selections[0].hostOffer, ["UTF8_TEXT"]);
+    assert.deepEqual(saved.describe.selections[1].guestOffer, { serial: 0, types: ["UTF8_TEXT"] });
+    assert.deepEqual(
+      [...Deno.readDirSync(port.dir)].map((e) => e.name).sort(),
+      ["vdagent.sock", "vm.state"],
+      "no temporary file is left",
+    );
+
+    const b = start(["--state", state, "--resume", "continued"], "relay B");
+    await b.next("started");
+    assert.deepEqual(b.events[0], {
+      event: "started",
+      mode: "restored",
+      resume: "continued",
+      connect: `unix:${port.path}`,
+    });
+    // What B knows, it tells at once: the guest's caps and its offer.
+    await b.next("offer", (e) => e.selection === "primary");
+    assert.match(b.stderr, /restored .* \(checkpoint of \d+ bytes, resume continued\)/);
+    await b.logged(/removed .*vm\.state/);
+    await assert.rejects(Deno.stat(state), Deno.errors.NotFound);
+    // The guest pastes A's text from B; B fetches the guest's PRIMARY.
+    assert.equal(decode(await port.guest.session.request(0, TEXT)), "host text");
+    await b.send({ cmd: "paste", id: 2, selection: "primary" });
+    assert.equal((await b.answer(2)).text, "guest primary");
+    // Serials go on: B's grab is accepted, the guest's next copy has serial 1.
+    await b.send({ cmd: "copy", id: 3, text: "from B" });
+    await port.until(
+      () => port.events.filter((e) => e.kind === "host-grab").length === 2,
+      "B's grab",
+    );
+    assert.equal(decode(await port.guest.session.request(0, TEXT)), "from B");
+    port.guest.session.grab(1, [TEXT]);
+    assert.equal((await b.next("offer", (e) => e.serial === 1)).selection, "primary");
+    assert.equal(
+      port.events.filter((e) => e.kind === "host-caps" && e.request).length,
+      1,
+      "the guest saw one client",
+    );
+    assert.deepEqual(port.events.filter((e) => e.kind === "diagnostic"), []);
+    assert.equal(port.connections, 2);
+  });
+});
+
+test("vdagent-relay without --state closes on SIGINT; a checkpoint command hands the state over in the event", async () => {
+  await withRelay(async (_port, start) => {
+    const a = start([], "relay A");
+    await a.next("caps");
+    a.signal("SIGINT");
+    assert.equal(await a.exited, 0);
+    assert.match(a.stderr, /SIGINT: no --state, so no checkpoint: closing the session/);
+    assert.deepEqual(a.events.at(-1), {
+      event: "exit",
+      code: 0,
+      reason: "SIGINT: stopped without a checkpoint",
+    });
+
+    const b = start([], "relay B");
+    await b.next("caps");
+    await b.send({ cmd: "checkpoint", id: "cp" });
+    const event = await b.answer("cp");
+    assert.equal(event.event, "checkpoint");
+    const state = event.state as { format: string; checkpoint: string };
+    assert.equal(state.format, "vdagent-relay-state/1");
+    assert.equal(await b.exited, 0);
+  });
+});
+
+test("vdagent-relay exits with a clear message and code 3 when the guest's side closes the socket", async () => {
+  await withRelay(async (port, start) => {
+    const relay = start();
+    await relay.next("caps");
+    port.closeHost();
+    assert.equal(await relay.exited, 3);
+    // End of stream, or a broken pipe when the relay was writing at that moment.
+    assert.match(
+      relay.stderr,
+      /the guest's side closed the connection on unix:\S+ \((end of stream|Broken pipe.*|Connection reset.*)\); exiting/,
+    );
+    assert.deepEqual(relay.events.at(-1), {
+      event: "exit",
+      code: 3,
+      reason: "the guest's side closed the connection",
+    });
+  });
+});
+
+test("vdagent-relay refuses bad arguments, an unreachable port and a bad state file with distinct codes", async () => {
+  await withRelay(async (port, start) => {
+    const usage = start(["--resume", "sideways"]);
+    assert.equal(await usage.exited, 2);
+    assert.match(usage.stderr, /--resume must be continued or reconnected/);
+    const unknown = new RelayProcess(["--connect", "unix:/x", "--bogus"]);
+    try {
+      assert.equal(await unknown.exited, 2);
+      assert.match(unknown.stderr, /Unknown option '--bogus'/);
+    } finally {
+      await unknown.close();
+    }
+    const missing = new RelayProcess(["--connect", `unix:${port.dir}/nothing.sock`]);
+    try {
+      assert.equal(await missing.exited, 4);
+      assert.match(missing.stderr, /cannot connect to unix:.*nothing\.sock/);
+    } finally {
+      await missing.close();
+    }
+    const state = `${port.dir}/bad.state`;
+    await Deno.writeTextFile(
+      state,
+      '{"format":"vdagent-relay-state/1","checkpoint":"VkRDSwEA","hostCopies":[]}',
+    );
+    const bad = start(["--state", state]);
+    assert.equal(await bad.exited, 5);
+    assert.match(bad.stderr, /cannot restore .*bad\.state: TRUNCATED: .*remove it to start fresh/);
+    await Deno.stat(state); // left in place
+    assert.equal(port.connections, 0, "nothing connected with a bad state file");
+  });
+});
+
+test("vdagent-relay --listen serves the page and the JSON protocol over WebSocket to its own origin only", async () => {
+  await withRelay(async (port, start) => {
+    const relay = start(["--listen", "127.0.0.1:0"]);
+    const url = (await relay.next("listening")).url as string;
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    await relay.next("caps");
+    const page = await fetch(url);
+    assert.equal(page.status, 200);
+    assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.match(
+      page.headers.get("content-security-policy")!,
+      /default-src 'none'; script-src 'self'/,
+    );
+    assert.match(await page.text(), /<script type="module" src="\/app\.js"><\/script>/);
+    const paths: [string, number][] = [["app.js", 200], ["style.css", 200], ["nope", 404], [
+      "ws",
+      426,
+    ]];
+    for (const [path, status] of paths) {
+      const response = await fetch(url + path);
+      assert.equal(response.status, status, path);
+      await response.body?.cancel();
+    }
+
+    // A client that is not a browser sends no Origin: it gets the state, then its answers.
+    const socket = new WebSocket(`${url.replace("http", "ws")}ws`);
+    const messages: { event: string; [key: string]: unknown }[] = [];
+    let wake = () => {};
+    socket.onmessage = (m) => {
+      messages.push(JSON.parse(m.data));
+      wake();
+    };
+    const until = (n: number) =>
+      new Promise<void>((resolve) => (wake = () => messages.length >= n && resolve(), wake()));
+    await until(2);
+    assert.deepEqual(messages.map((m) => m.event), ["hello", "caps"]);
+    socket.send(JSON.stringify({ cmd: "copy", id: "w", text: "over WebSocket" }));
+    socket.send("not json");
+    await until(4);
+    assert.deepEqual(messages[2], { event: "ok", id: "w", cmd: "copy" });
+    assert.equal(messages[3]!.code, "BAD_JSON");
+    await port.until(() => port.guest.session.hostOffer(0) !== undefined, "host grab");
+    assert.equal(decode(await port.guest.session.request(0, TEXT)), "over WebSocket");
+    // What the guest does reaches the socket and standard output alike.
+    port.data.set(`2/${TEXT}`, encode("secondary"));
+    port.guest.session.grab(2, [TEXT]);
+    await until(6); // served, offer
+    assert.ok(messages.some((m) => m.event === "offer" && m.selection === "secondary"));
+    await relay.next("offer", (e) => e.selection === "secondary");
+    assert.ok(!relay.events.some((e) => e.id === "w"), "answers go to who asked");
+    const closed = new Promise((resolve) => socket.onclose = resolve);
+    socket.close();
+    await closed;
+
+    // Another site's page is refused before any WebSocket.
+    const evil = await fetch(`${url}ws`, {
+      headers: {
+        origin: "https://evil.example",
+        upgrade: "websocket",
+        connection: "Upgrade",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+      },
+    });
+    assert.equal(evil.status, 403);
+    await evil.body?.cancel();
+  });
+});

@@ -1,0 +1,277 @@
+// vdagent-relay (scripts/relay.ts) as a subprocess against the real Linux guest agent
+// (tests/interop/_guest_stack.ts): over standard input and output, across SIGTERM and a restart
+// with --state, and through its clipboard page in headless Chromium. Gated like the interop
+// suite (tests/interop/_gate.ts); the page also needs Debian's chromium (or CHROMIUM).
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { CHROMIUM, launchChromium } from "../browser/_chromium.ts";
+import { openPage, waitImage, waitText } from "../browser/_relay_page.ts";
+import { type Event, RelayProcess } from "../cli/_relay_process.ts";
+import { announceNotRun, requireBinaries, required, run, SANITIZE } from "./_gate.ts";
+import { type GuestStack, type GuestStackOptions, startGuestStack } from "./_guest_stack.ts";
+import { makePng } from "./_png.ts";
+
+const chromiumFound = (() => {
+  try {
+    return Deno.statSync(CHROMIUM).isFile;
+  } catch {
+    return false;
+  }
+})();
+if (run && !chromiumFound && !required) {
+  announceNotRun(
+    "THE RELAY PAGE'S REAL-AGENT TEST",
+    `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`,
+  );
+}
+
+interface Context {
+  stack: GuestStack;
+  dir: string;
+  start(args: string[], name: string): RelayProcess;
+}
+
+/** Registers a test with its own guest stack and temp dir; on failure prints logs and events. */
+function scenario(
+  name: string,
+  stackOptions: GuestStackOptions,
+  fn: (context: Context) => Promise<void>,
+): void {
+  if (!run) return;
+  Deno.test({ name, ...SANITIZE }, async () => {
+    requireBinaries();
+    const stack = await startGuestStack(stackOptions);
+    const dir = await Deno.makeTempDir({ prefix: "vdagent-relay-interop-" });
+    const relays: RelayProcess[] = [];
+    try {
+      await fn({
+        stack,
+        dir,
+        start: (args, name) => {
+          const relay = new RelayProcess(["--connect", `unix:${stack.socketPath}`, ...args], {
+            name,
+          });
+          relays.push(relay);
+          return relay;
+        },
+      });
+    } catch (error) {
+      // deno-lint-ignore no-console
+      console.error(
+        `\n=== ${name} failed ===\n--- agent log ---\n${stack.log()}\n${
+          relays.map((r) => r.report()).join("\n")
+        }`,
+      );
+      throw error;
+    } finally {
+      await Promise.all(relays.map((r) => r.close()));
+      await stack.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+const logCount = (stack: GuestStack, re: RegExp, since = 0) => stack.findLogs(re, { since }).length;
+
+/** The relay copies `text` into the guest's CLIPBOARD; resolves once xclip pastes it. */
+async function hostToGuest(stack: GuestStack, relay: RelayProcess, text: string, id: string) {
+  const mark = stack.logMark();
+  await relay.send({ cmd: "copy", id, text });
+  assert.deepEqual(await relay.answer(id), { event: "ok", id, cmd: "copy" });
+  await stack.waitForLog(/received clipboard grab, arg1: 0,/, { since: mark, src: "vdagent" });
+  await stack.waitForGuestOwner("clipboard", "agent");
+  const paste = await stack.guestPaste();
+  assert.ok(paste.ok, paste.stderr);
+  assert.equal(paste.text, text);
+  await relay.next("served", (e) => e.selection === "clipboard", 0);
+}
+
+/** The guest's user copies `text`; the relay reports the offer and pastes it. */
+async function guestToHost(
+  stack: GuestStack,
+  relay: RelayProcess,
+  text: string,
+  id: string,
+  selection: "clipboard" | "primary" = "clipboard",
+) {
+  const since = relay.events.length;
+  await stack.guestCopy(text, { selection });
+  const offer = await relay.next("offer", (e) => e.selection === selection, since);
+  await relay.send({ cmd: "paste", id, selection });
+  const data = await relay.answer(id);
+  assert.equal(data.event, "data", JSON.stringify(data));
+  assert.equal(data.text, text);
+  return offer;
+}
+
+scenario(
+  "vdagent-relay hands the real agent's session off on SIGTERM; a restart with --state (reconnected) is one more client and keeps the clipboard working",
+  { onHostDisconnect: "reopen-port" },
+  async ({ stack, dir, start }) => {
+    const state = `${dir}/vm1.state`;
+    const a = start(["--state", state], "relay A");
+    assert.deepEqual(await a.next("caps"), {
+      event: "caps",
+      caps: ["0x00038de7"],
+      selections: true,
+      serials: true,
+    });
+    await stack.waitForLog(/New client connected/, { src: "vdagentd" });
+    await hostToGuest(stack, a, "from relay A ✓", "a1");
+    // PRIMARY, so that the host's copy in CLIPBOARD stays the host's.
+    const first = await guestToHost(stack, a, "copied in the guest, before", "a2", "primary");
+
+    let mark = stack.logMark();
+    a.signal("SIGTERM");
+    assert.equal(await a.exited, 0);
+    assert.match(a.stderr, /SIGTERM: taking a checkpoint/);
+    assert.match(a.stderr, /handed off: checkpoint of \d+ bytes \(and 1 host copies\) written to /);
+    assert.equal((a.events.find((e) => e.event === "checkpoint") as Event).file, state);
+    // QEMU's socket chardev closes the port with the socket: the agent notices, releases what
+    // its user offered, and keeps its serials.
+    await stack.waitForLog(/lost spice client connection/, { since: mark, src: "vdagentd" });
+
+    mark = stack.logMark();
+    const b = start(["--state", state], "relay B");
+    assert.deepEqual(await b.next("started"), {
+      event: "started",
+      mode: "restored",
+      resume: "reconnected",
+      connect: `unix:${stack.socketPath}`,
+    });
+    assert.match(
+      await b.logged(/restored .* \(checkpoint of \d+ bytes, resume reconnected\)[^\n]*/),
+      /the port was reopened, so it announces itself \(request=1\)/,
+    );
+    // B announces itself: the agent takes it for a new client and zeroes its serials.
+    await stack.waitForLog(/New client connected/, { since: mark, src: "vdagentd" });
+    // Once the guest answered, B grabs A's copy again, serial 0: the guest's user pastes A's
+    // text, from B.
+    await stack.waitForLog(/received clipboard grab, arg1: 0,/, { since: mark, src: "vdagent" });
+    await stack.waitForGuestOwner("clipboard", "agent");
+    const again = await stack.guestPaste();
+    assert.ok(again.ok, again.stderr);
+    assert.equal(again.text, "from relay A ✓");
+    // Both ways on B.
+    await hostToGuest(stack, b, "from relay B", "b1");
+    const next = await guestToHost(stack, b, "copied in the guest, after", "b2", "primary");
+    assert.equal(first.serial, 0);
+    assert.equal(next.serial, 0, "the guest's serials restarted at B's announcement");
+    // The agent saw exactly one more client, B, and discarded no grab.
+    assert.equal(logCount(stack, /New client connected/), 2);
+    assert.equal(logCount(stack, /New client connected/, mark), 1);
+    assert.equal(logCount(stack, /grab discard/), 0);
+    assert.deepEqual(b.events.filter((e) => e.event === "diagnostic" || e.event === "error"), []);
+    await assert.rejects(Deno.stat(state), Deno.errors.NotFound, "B consumed the state file");
+    b.signal("SIGTERM");
+    assert.equal(await b.exited, 0);
+    await Deno.stat(state); // B handed off in turn
+  },
+);
+
+scenario(
+  "vdagent-relay hands off on SIGTERM through a port that stays open (continued): the guest's copy stays fetchable",
+  { onHostDisconnect: "keep-port" },
+  async ({ stack, dir, start }) => {
+    const state = `${dir}/vm1.state`;
+    const a = start(["--state", state], "relay A");
+    await a.next("caps");
+    await guestToHost(stack, a, "copied before the hand-off", "a1");
+    a.signal("SIGTERM");
+    assert.equal(await a.exited, 0);
+    const b = start(["--state", state, "--resume", "continued"], "relay B");
+    // B knows the guest's offer from the checkpoint, and fetches it without a new copy.
+    const offer = await b.next("offer");
+    assert.equal(offer.serial, 0);
+    await b.send({ cmd: "paste", id: "b1" });
+    assert.equal((await b.answer("b1")).text, "copied before the hand-off");
+    await hostToGuest(stack, b, "from relay B", "b2");
+    assert.equal(logCount(stack, /New client connected/), 1);
+    assert.equal(logCount(stack, /grab discard/), 0);
+  },
+);
+
+scenario(
+  "vdagent-relay exits with code 3 and a clear message when the real agent's socket closes",
+  {},
+  async ({ stack, start }) => {
+    const relay = start([], "relay");
+    await relay.next("caps");
+    stack.disconnectHost();
+    assert.equal(await relay.exited, 3);
+    assert.match(relay.stderr, /the guest's side closed the connection on unix:/);
+  },
+);
+
+if (run && (chromiumFound || required)) {
+  scenario(
+    "vdagent-relay's page in headless Chromium: typed text is pasted by xclip in the guest, and the guest's copies show in the page",
+    {},
+    async ({ stack, start }) => {
+      if (!chromiumFound) {
+        throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y chromium`);
+      }
+      const relay = start(["--listen", "127.0.0.1:0"], "relay");
+      const url = (await relay.next("listening")).url as string;
+      await relay.next("caps");
+      const profile = await Deno.makeTempDir({ prefix: "vdagent-relay-chromium-" });
+      const context = await launchChromium(profile);
+      try {
+        const { page, errors } = await openPage(context, url);
+
+        // Typed in the page, pasted by xclip in the guest.
+        let mark = stack.logMark();
+        const typed = "typed in the page ✓ 日本";
+        await page.fill("#send-text-input", typed);
+        await page.click("#send-text");
+        await waitText(page, "status", "Sent", true);
+        await stack.waitForLog(/received clipboard grab, arg1: 0,/, {
+          since: mark,
+          src: "vdagent",
+        });
+        await stack.waitForGuestOwner("clipboard", "agent");
+        const pasted = await stack.guestPaste();
+        assert.ok(pasted.ok, pasted.stderr);
+        assert.equal(pasted.text, typed);
+
+        // Copied in the guest, shown in the page.
+        const copied = "copied in the guest\nfor the page ✓";
+        await stack.guestCopy(copied);
+        await waitText(page, "guest-text", copied);
+        assert.equal(await page.isHidden("#guest-image"), true);
+
+        // An image copied in the guest shows as an image.
+        const png = await makePng(64, 48, 11);
+        await stack.guestCopy(png, { target: "image/png" });
+        // Decoded by the browser: its size is the PNG's.
+        await waitImage(page, png.length, 64, 48);
+
+        // A large image sent from the page: the progress bar follows the guest's paste.
+        const big = await makePng(1024, 640, 12);
+        assert.ok(big.length > 1024 * 1024, `${big.length} bytes`);
+        mark = stack.logMark();
+        await page.setInputFiles("#send-image-input", {
+          name: "big.png",
+          mimeType: "image/png",
+          buffer: Buffer.from(big),
+        });
+        await stack.waitForLog(/received clipboard grab, arg1: 0,/, {
+          since: mark,
+          src: "vdagent",
+        });
+        await stack.waitForGuestOwner("clipboard", "agent");
+        const image = await stack.guestPaste({ target: "image/png" });
+        assert.ok(image.ok, image.stderr);
+        assert.deepEqual(image.data, big);
+        // Progress counts the message's payload: the data and 8 bytes of selection and type.
+        await waitText(page, "progress-label", `to the guest done (${big.length + 8} bytes)`);
+        assert.deepEqual(errors, []);
+      } finally {
+        await context.close();
+        await Deno.remove(profile, { recursive: true });
+      }
+      relay.signal("SIGTERM");
+      assert.equal(await relay.exited, 0);
+    },
+  );
+}

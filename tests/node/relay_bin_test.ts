@@ -1,0 +1,89 @@
+// The npm package's `vdagent-relay` bin on Node, over standard input and output, against an
+// in-process guest agent on a unix socket. Node only: run by `deno task build:npm`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { ClipboardType, Selection } from "../../mod.ts";
+import { GuestPort, RelayBin } from "./_relay_bin.ts";
+
+const TEXT = ClipboardType.UTF8_TEXT;
+const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+
+test(
+  "vdagent-relay (npm bin on Node) relays the clipboard, survives bad commands, hands off on SIGTERM and exits 3 on a closed socket",
+  {
+    timeout: 60_000,
+  },
+  async () => {
+    const port = await GuestPort.open();
+    const relays: RelayBin[] = [];
+    const start = (args: string[]) => {
+      const relay = new RelayBin(["--connect", `unix:${port.path}`, ...args]);
+      relays.push(relay);
+      return relay;
+    };
+    try {
+      const state = `${port.dir}/vm.state`;
+      const a = start(["--state", state]);
+      assert.deepEqual(await a.next("caps"), {
+        event: "caps",
+        caps: ["0x00038de7"],
+        selections: true,
+        serials: true,
+      });
+      // Guest → host.
+      port.data.set(`1/${TEXT}`, new TextEncoder().encode("guest primary ✓"));
+      port.guest.session.grab(Selection.PRIMARY, [TEXT]);
+      await a.next("offer");
+      a.send({ cmd: "paste", id: 1, selection: "primary" });
+      assert.equal((await a.answer(1)).text, "guest primary ✓");
+      // Bad commands answer with errors; the relay goes on.
+      a.send("{oops");
+      assert.equal((await a.next("error")).code, "BAD_JSON");
+      a.send({ cmd: "copy", id: 2, mime: "image/gif", base64: "R0lG" });
+      assert.equal((await a.answer(2)).code, "UNSUPPORTED_TYPE");
+      // Host → guest.
+      a.send({ cmd: "copy", id: 3, text: "host text" });
+      await a.answer(3);
+      await port.hostGrabbed(1);
+      assert.equal(
+        decode(await port.guest.session.request(Selection.CLIPBOARD, TEXT)),
+        "host text",
+      );
+
+      a.signal("SIGTERM");
+      assert.equal(await a.exited, 0);
+      assert.match(
+        a.stderr,
+        /handed off: checkpoint of \d+ bytes \(and 1 host copies\) written to /,
+      );
+      assert.equal(JSON.parse(await readFile(state, "utf8")).format, "vdagent-relay-state/1");
+      assert.deepEqual((await readdir(port.dir)).sort(), ["vdagent.sock", "vm.state"]);
+
+      const b = start(["--state", state, "--resume", "continued"]);
+      assert.deepEqual(await b.next("started"), {
+        event: "started",
+        mode: "restored",
+        resume: "continued",
+        connect: `unix:${port.path}`,
+      });
+      await b.next("offer", (e) => e.selection === "primary");
+      b.send({ cmd: "paste", id: 4, selection: "primary" });
+      assert.equal((await b.answer(4)).text, "guest primary ✓");
+      assert.equal(
+        decode(await port.guest.session.request(Selection.CLIPBOARD, TEXT)),
+        "host text",
+      );
+      b.send({ cmd: "copy", id: 5, text: "from B" });
+      await port.hostGrabbed(2);
+      assert.equal(decode(await port.guest.session.request(Selection.CLIPBOARD, TEXT)), "from B");
+
+      port.closeHost();
+      assert.equal(await b.exited, 3);
+      assert.match(b.stderr, /the guest's side closed the connection on unix:/);
+    } finally {
+      await Promise.all(relays.map((r) => r.close()));
+      await port.close();
+    }
+  },
+);
