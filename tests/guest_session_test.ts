@@ -140,6 +140,22 @@ test("GuestSession serves the host's paste from its provider, and answers type N
   assert.deepEqual(d.take(), [none], "not offered");
 });
 
+test("GuestSession drops a provider's late answer to a host that has since reconnected", async () => {
+  let answer: (data: Uint8Array) => void = () => {};
+  const { guest, d } = connected({
+    clipboard: { provide: () => new Promise<Uint8Array>((resolve) => answer = resolve) },
+  });
+  guest.grab(1, [TEXT]);
+  d.take();
+  d.send(BOTH, { kind: "clipboard_request", selection: 1, type: TEXT });
+  // A new client that lays messages out without the selection prefix.
+  d.send({}, { kind: "announce_capabilities", request: true, caps: [0x6b7] });
+  d.take({});
+  answer(bytes("for the old client"));
+  await settle();
+  assert.deepEqual(d.take({}), []);
+});
+
 test("GuestSession honours the host's MAX_CLIPBOARD as the Linux agent does: the type with no data", () => {
   const { guest, d } = connected({ clipboard: { provide: () => bytes("12345") } });
   d.send({}, { kind: "max_clipboard", max: 4 });

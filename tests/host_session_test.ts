@@ -466,6 +466,16 @@ test("HostSession keeps a grab made before the guest's caps and sends it when th
   }]);
 });
 
+test("HostSession forgets a grab released before the guest's caps, and tells the guest nothing", () => {
+  const host = new HostSession();
+  const d = drive(host);
+  host.grab(1, [TEXT]);
+  host.release(1);
+  assert.equal(d.take({}).length, 1, "only the announcement leaves");
+  d.send({}, { kind: "announce_capabilities", request: true, caps: LINUX_CAPS });
+  assert.deepEqual(d.take().map((m) => m.kind), ["announce_capabilities"]);
+});
+
 test("HostSession validates its arguments with RangeError", () => {
   assert.throws(() => new HostSession({ maxClipboard: -1 }), RangeError);
   assert.throws(() => new HostSession({ requestTimeout: -5 }), RangeError);

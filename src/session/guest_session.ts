@@ -146,6 +146,8 @@ export class GuestSession
   #offers: (ClipboardOffer | undefined)[] = [undefined, undefined, undefined];
   #hostMax: number | undefined;
   #closed = false;
+  /** Bumped when the host's caps arrive or it goes away: older answers are dropped. */
+  #epoch = 0;
 
   /**
    * Creates a guest session; it announces its capabilities at once.
@@ -422,6 +424,7 @@ export class GuestSession
   }
 
   #onCaps(caps: readonly number[], request: boolean): void {
+    this.#epoch++;
     this.#hostCaps = [...caps];
     this.#layout = this.#layoutFor(caps);
     this.#options.onHostCaps?.(this.#hostCaps, request);
@@ -446,6 +449,7 @@ export class GuestSession
    * what it offered. Serials are kept.
    */
   #clientGone(): void {
+    this.#epoch++;
     this.#requests.failAll((s) =>
       new ClipboardError("PEER_RESET", "Cannot paste: the client went away", s)
     );
@@ -496,13 +500,15 @@ export class GuestSession
         data: new Uint8Array(0),
       });
     if (!this.#owned[selection]?.includes(type)) return none();
+    const epoch = this.#epoch;
     callProvider(
       this.#handler.provide as Provider | undefined,
       selection,
       type,
       this.#outbox,
       (data, error) => {
-        if (this.#closed) return;
+        // The host that asked is gone, or now lays messages out otherwise.
+        if (this.#closed || epoch !== this.#epoch) return;
         if (error !== undefined) {
           this.#options.onDiagnostic?.({
             code: "PROVIDER_FAILED",

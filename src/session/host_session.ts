@@ -324,6 +324,10 @@ export class HostSession
   release(selection: number): void {
     checkSelection(selection);
     if (this.#ended || this.#owned[selection] === undefined) return;
+    if (!this.#ownedSent[selection]) {
+      this.#owned[selection] = undefined; // the guest never heard of it
+      return;
+    }
     this.#releaseHost(selection);
   }
 
