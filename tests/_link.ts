@@ -30,7 +30,13 @@ export class Link {
   #wake: (() => void) | undefined;
   #closed = false;
 
-  constructor() {
+  /** Called with each write, before it can be read. */
+  onWrite: ((bytes: Uint8Array) => void) | undefined;
+  readonly #keepLog: boolean;
+
+  /** @param options `log: false` keeps no log (`bytes()` is then empty), for long runs. */
+  constructor(options: { log?: boolean } = {}) {
+    this.#keepLog = options.log ?? true;
     this.readable = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
     }, { highWaterMark: 0 });
@@ -38,7 +44,8 @@ export class Link {
       write: async (bytes) => {
         if (this.slowWrites) await new Promise((r) => setTimeout(r, 0));
         const copy = bytes.slice();
-        this.log.push(copy);
+        if (this.#keepLog) this.log.push(copy);
+        this.onWrite?.(copy);
         this.#pending.push(copy);
         this.written += copy.length;
         this.#wake?.();
@@ -52,7 +59,7 @@ export class Link {
 
   /** Everything written, as one array. */
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.written);
+    const out = new Uint8Array(this.log.reduce((n, b) => n + b.length, 0));
     let at = 0;
     for (const b of this.log) {
       out.set(b, at);
