@@ -146,6 +146,31 @@ test("decodeCheckpoint inverts encodeCheckpoint for random states", () => {
   }
 });
 
+test("encodeCheckpoint writes sections over 127 bytes, outgrows its first buffer, and returns fresh bytes", () => {
+  const types = Array.from({ length: 64 }, (_, i) => i + 1);
+  const selection = (lastSerial: number) => ({
+    lastSerial,
+    guestRequests: [],
+    guestOffer: { serial: lastSerial, types },
+    hostRequests: Array.from({ length: 16 }, (_, i) => (i % 6) + 1),
+  });
+  const state: CheckpointState = {
+    mode: "lossless",
+    hostCaps: [0x40],
+    guestCaps: [0x40],
+    selections: [selection(1), selection(200), selection(0xffff_ffff)],
+    wire: { inbound: new Uint8Array(0), outbound: new Uint8Array(5000).fill(9) },
+  };
+  const big = encodeCheckpoint(state);
+  assert.deepEqual(decodeCheckpoint(big), state);
+  const small = full();
+  const first = encodeCheckpoint(small);
+  const copy = first.slice();
+  encodeCheckpoint({ ...small, selections: [empty, empty, empty] });
+  assert.deepEqual(first, copy);
+  assert.equal(first.length, first.buffer.byteLength);
+});
+
 test("decodeCheckpoint refuses clipboard state on PRIMARY or SECONDARY without CLIPBOARD_SELECTION", () => {
   // Found by the fuzzer: restoring it made the session lay out a release for
   // selection 1 without the selection prefix, and createHostPipeline threw

@@ -98,8 +98,7 @@ export function decodeCheckpoint(
       `Cannot decode checkpoint: ${bytes.length} bytes cannot hold one`,
     );
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const total = view.getUint32(7, true);
+  const total = u32At(bytes, 7);
   if (total > maxSize || bytes.length > maxSize) {
     throw new CheckpointError(
       "TOO_LARGE",
@@ -117,7 +116,7 @@ export function decodeCheckpoint(
   if (bytes.length > total || total < HEADER_SIZE + CRC_SIZE) {
     throw malformed(`its length field says ${total} bytes, but it has ${bytes.length}`);
   }
-  const expected = view.getUint32(total - CRC_SIZE, true);
+  const expected = u32At(bytes, total - CRC_SIZE);
   if (crc32(bytes.subarray(0, total - CRC_SIZE)) !== expected) {
     throw new CheckpointError(
       "BAD_CHECKSUM",
@@ -139,7 +138,7 @@ export function decodeCheckpoint(
         `Cannot decode checkpoint: more than ${maxSections} sections`,
       );
     }
-    if (!Object.values(Section).includes(tag as never)) {
+    if (!KNOWN_SECTIONS.has(tag)) {
       if (tag & OPTIONAL) continue;
       throw new CheckpointError(
         "UNKNOWN_SECTION",
@@ -165,18 +164,12 @@ export function decodeCheckpoint(
       "Cannot decode checkpoint: it has no SESSION section",
     );
   }
-  for (
-    const [tag, name, allowed] of [
-      [Section.INBOUND, "INBOUND", wire],
-      [Section.OUTBOUND, "OUTBOUND", wire],
-      [Section.GUEST_OFFERS, "GUEST_OFFERS", lossless],
-      [Section.HOST_REQUESTS, "HOST_REQUESTS", lossless],
-      [Section.MOUSE, "MOUSE", lossless],
-      [Section.GUEST_MAX, "GUEST_MAX", lossless],
-    ] as const
-  ) {
-    if (!allowed && sections.has(tag)) {
-      throw malformed(`section ${name} does not belong in this kind of checkpoint`);
+  for (const tag of sections.keys()) {
+    const needs = tag === Section.INBOUND || tag === Section.OUTBOUND ? wire : lossless;
+    if (tag !== Section.SESSION && !needs) {
+      throw malformed(
+        `section ${SECTION_NAMES.get(tag)} does not belong in this kind of checkpoint`,
+      );
     }
   }
   if (wire && !lossless) throw malformed("a checkpoint with bytes in flight must be lossless");
@@ -191,7 +184,11 @@ export function decodeCheckpoint(
     const lastSerial = r.varint();
     const hostOffer = unmask(r.varint());
     const guestRequests = unmask(r.varint());
-    selections.push({ lastSerial, ...(hostOffer.length ? { hostOffer } : {}), guestRequests });
+    selections.push(
+      hostOffer.length > 0
+        ? { lastSerial, hostOffer, guestRequests }
+        : { lastSerial, guestRequests },
+    );
   }
   r.end();
 
@@ -274,6 +271,16 @@ export function decodeCheckpoint(
       wire: { inbound, outbound: (sections.get(Section.OUTBOUND) ?? new Uint8Array(0)).slice() },
     }),
   };
+}
+
+/** Section tags this version knows, and their names. */
+const SECTION_NAMES = new Map<number, string>(
+  Object.entries(Section).map(([name, tag]) => [tag, name]),
+);
+const KNOWN_SECTIONS = new Set<number>(SECTION_NAMES.keys());
+
+function u32At(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | bytes[at + 1]! << 8 | bytes[at + 2]! << 16 | bytes[at + 3]! << 24) >>> 0;
 }
 
 /**

@@ -6,7 +6,6 @@ import {
   CRC_SIZE,
   FLAG_LOSSLESS,
   FLAG_WIRE,
-  HEADER_SIZE,
   MAGIC,
   MAJOR,
   MAX_MASK_TYPE,
@@ -50,89 +49,96 @@ import type { CheckpointState } from "./checkpoint_state.ts";
 export function encodeCheckpoint(state: CheckpointState): Uint8Array {
   const lossless = checkMode(state.mode) === "lossless";
   const wire = lossless ? state.wire : undefined;
-  const body = new ByteWriter();
+  const inbound = wire === undefined ? undefined : bytes(wire.inbound, "inbound");
+  const outbound = wire === undefined ? undefined : bytes(wire.outbound, "outbound");
+  const w = new ByteWriter(128 + (inbound?.length ?? 0) + (outbound?.length ?? 0));
+  for (const byte of MAGIC) w.u8(byte);
+  w.u8(MAJOR);
+  w.u8(MINOR);
+  w.u8((wire !== undefined ? FLAG_WIRE : 0) | (lossless ? FLAG_LOSSLESS : 0));
+  w.u32(0); // the total length, written at the end
 
-  const session = new ByteWriter();
-  words(session, state.hostCaps, "hostCaps", 1);
-  words(session, state.guestCaps ?? [], "guestCaps", 0);
+  let at = w.open(Section.SESSION);
+  words(w, state.hostCaps, "hostCaps", 1);
+  words(w, state.guestCaps ?? [], "guestCaps", 0);
   const selections = state.selections;
   if (!Array.isArray(selections) || selections.length !== 3) {
     throw new TypeError("Cannot encode checkpoint: selections must hold 3 entries");
   }
   for (const s of selections) {
-    session.varint(u32(s.lastSerial, "lastSerial"));
+    w.varint(u32(s.lastSerial, "lastSerial"));
     if (s.hostOffer !== undefined && s.hostOffer.length === 0) {
       throw new RangeError("Cannot encode checkpoint: a host offer needs at least one type");
     }
-    session.varint(mask(s.hostOffer ?? [], "hostOffer"));
-    session.varint(mask(s.guestRequests, "guestRequests"));
+    w.varint(mask(s.hostOffer ?? [], "hostOffer"));
+    w.varint(mask(s.guestRequests, "guestRequests"));
   }
-  section(body, Section.SESSION, session.finish());
+  w.close(at);
 
-  if (wire !== undefined) {
-    section(body, Section.INBOUND, bytes(wire.inbound, "inbound"));
-    section(body, Section.OUTBOUND, bytes(wire.outbound, "outbound"));
+  if (inbound !== undefined && outbound !== undefined) {
+    at = w.open(Section.INBOUND);
+    w.bytes(inbound);
+    w.close(at);
+    at = w.open(Section.OUTBOUND);
+    w.bytes(outbound);
+    w.close(at);
   }
   if (lossless) {
-    const offers = new ByteWriter();
-    const requests = new ByteWriter();
+    at = w.open(Section.GUEST_OFFERS);
     selections.forEach((s: SelectionState, selection) => {
-      if (s.guestOffer !== undefined) {
-        const { serial, types } = s.guestOffer;
-        if (types.length === 0) {
-          throw new RangeError("Cannot encode checkpoint: a guest offer needs a type");
-        }
-        offers.u8(selection);
-        offers.u8(serial === undefined ? 0 : 1);
-        if (serial !== undefined) offers.u32(u32(serial, "serial"));
-        offers.varint(types.length);
-        for (const type of types) offers.varint(u32(type, "type"));
+      if (s.guestOffer === undefined) return;
+      const { serial, types } = s.guestOffer;
+      if (types.length === 0) {
+        throw new RangeError("Cannot encode checkpoint: a guest offer needs a type");
       }
+      w.u8(selection);
+      w.u8(serial === undefined ? 0 : 1);
+      if (serial !== undefined) w.u32(u32(serial, "serial"));
+      w.varint(types.length);
+      for (const type of types) w.varint(u32(type, "type"));
+    });
+    w.close(at, true);
+    at = w.open(Section.HOST_REQUESTS);
+    selections.forEach((s: SelectionState, selection) => {
       for (const type of s.hostRequests ?? []) {
-        requests.u8(selection);
-        requests.varint(u32(type, "type"));
+        w.u8(selection);
+        w.varint(u32(type, "type"));
       }
     });
-    if (offers.length > 0) section(body, Section.GUEST_OFFERS, offers.finish());
-    if (requests.length > 0) section(body, Section.HOST_REQUESTS, requests.finish());
+    w.close(at, true);
     if (state.mouse !== undefined) {
       const { x, y, buttons, display, sent } = state.mouse;
-      const mouse = new ByteWriter();
-      mouse.u32(u32(x, "x"));
-      mouse.u32(u32(y, "y"));
-      mouse.u32(u32(buttons, "buttons"));
-      mouse.u8(int(display, "display", 0, 0xff));
-      mouse.u8(sent ? 1 : 0);
-      section(body, Section.MOUSE, mouse.finish());
+      at = w.open(Section.MOUSE);
+      w.u32(u32(x, "x"));
+      w.u32(u32(y, "y"));
+      w.u32(u32(buttons, "buttons"));
+      w.u8(int(display, "display", 0, 0xff));
+      w.u8(sent ? 1 : 0);
+      w.close(at);
     }
     if (state.guestMaxClipboard !== undefined) {
-      const max = new ByteWriter();
-      max.u32(int(state.guestMaxClipboard, "guestMaxClipboard", 0, 0x7fff_ffff));
-      section(body, Section.GUEST_MAX, max.finish());
+      at = w.open(Section.GUEST_MAX);
+      w.u32(int(state.guestMaxClipboard, "guestMaxClipboard", 0, 0x7fff_ffff));
+      w.close(at);
     }
   }
 
-  const sections = body.finish();
-  const total = HEADER_SIZE + sections.length + CRC_SIZE;
+  const total = w.length + CRC_SIZE;
   if (total > 0xffff_ffff) {
     throw new RangeError(`Cannot encode checkpoint: ${total} bytes exceed 4 GiB`);
   }
-  const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
-  out.set(MAGIC, 0);
-  out[4] = MAJOR;
-  out[5] = MINOR;
-  out[6] = (wire !== undefined ? FLAG_WIRE : 0) | (lossless ? FLAG_LOSSLESS : 0);
-  view.setUint32(7, total, true);
-  out.set(sections, HEADER_SIZE);
-  view.setUint32(total - CRC_SIZE, crc32(out.subarray(0, total - CRC_SIZE)), true);
+  w.u32(0); // the CRC, written below
+  const out = w.finish();
+  setU32(out, 7, total);
+  setU32(out, total - CRC_SIZE, crc32(out.subarray(0, total - CRC_SIZE)));
   return out;
 }
 
-function section(body: ByteWriter, tag: number, payload: Uint8Array): void {
-  body.u8(tag);
-  body.varint(payload.length);
-  body.bytes(payload);
+function setU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v;
+  out[at + 1] = v >>> 8;
+  out[at + 2] = v >>> 16;
+  out[at + 3] = v >>> 24;
 }
 
 function checkMode(mode: unknown): "lossless" | "minimal" {
