@@ -11,6 +11,12 @@
  * are drawn fresh from the seed; half mutate an earlier input that reached
  * something new (a new error code, diagnostic, payload kind, …).
  *
+ * Targets share the time by weight: the next input goes to the target with
+ * the least time per unit of weight, so a target whose inputs take 0.4 ms
+ * gets as many seconds as one whose inputs take 90 ms. Each target draws
+ * from its own stream of the seed, so its n-th input is the same in every
+ * run with that seed, whatever the timing.
+ *
  * Invariants are checked per input by the targets (errors, pending promises,
  * memory, agreement) and here (time: at most 100 ms per MiB of input, plus
  * 250 ms, 10 ms per event-loop turn the program waits and 50 µs per read,
@@ -214,8 +220,10 @@ console.log(
   }`,
 );
 
-const rand = prng(seed);
-const weights = targets.reduce((n, t) => n + t.weight, 0);
+/** One random stream per target, from the seed and the target's place in TARGETS. */
+const streams = new Map(
+  targets.map((t) => [t.name, prng(seed ^ TARGETS.indexOf(t) * 0x9e37_79b9)]),
+);
 const corpus = new Map<string, Uint8Array[]>(targets.map((t) => [t.name, []]));
 const seen = new Set<string>();
 const stats = new Map<string, { runs: number; ms: number; bytes: number; slowest: number }>(
@@ -223,7 +231,7 @@ const stats = new Map<string, { runs: number; ms: number; bytes: number; slowest
 );
 
 /** A mutation of `input`: bytes flipped, set, inserted, deleted, or spliced with another input. */
-function mutateInput(input: Uint8Array, others: Uint8Array[]): Uint8Array {
+function mutateInput(input: Uint8Array, others: Uint8Array[], rand: () => number): Uint8Array {
   const bytes = [...input];
   const n = 1 + Math.floor(rand() * 4);
   for (let i = 0; i < n; i++) {
@@ -261,11 +269,12 @@ const started = performance.now();
 const end = started + 1000 * seconds;
 let iteration = 0;
 while (performance.now() < end) {
-  let pick = rand() * weights;
-  const t = targets.find((t) => (pick -= t.weight) < 0) ?? targets[0]!;
+  const share = (t: FuzzTarget) => stats.get(t.name)!.ms / t.weight;
+  const t = targets.reduce((a, b) => share(b) < share(a) ? b : a);
+  const rand = streams.get(t.name)!;
   const pool = corpus.get(t.name)!;
   const base = pool.length > 0 && rand() < 0.5
-    ? mutateInput(pool[Math.floor(rand() * pool.length)]!, pool)
+    ? mutateInput(pool[Math.floor(rand() * pool.length)]!, pool, rand)
     : new Uint8Array(0);
   const src = new Source(base, prng(Math.floor(rand() * 2 ** 32)));
   iteration++;
