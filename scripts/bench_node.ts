@@ -22,7 +22,8 @@ const at = args.indexOf("--lib");
 if (at < 0 || args[at + 1] === undefined) {
   throw new RangeError("Cannot run the Node benchmark: pass --lib <npm build directory>");
 }
-const dir = resolve(args[at + 1]!);
+const given = args[at + 1]!;
+const dir = resolve(given);
 args.splice(at, 2);
 const load = (path: string) => import(pathToFileURL(`${dir}/${path}`).href);
 const [mod, chunks, messages, internals] = await Promise.all([
@@ -32,7 +33,8 @@ const [mod, chunks, messages, internals] = await Promise.all([
   load("src/session/_internals.js"),
 ]);
 const lib: BenchLibrary = {
-  source: `the build in ${dir}`,
+  // As given: the results are committed, and must not name this machine's paths.
+  source: `the build in ${given}`,
   ChunkDeframer: mod.ChunkDeframer,
   MessageAssembler: mod.MessageAssembler,
   MessageFramer: mod.MessageFramer,
