@@ -73,6 +73,7 @@ export class ByteWriter {
     this.#at = at + 4;
   }
 
+  /** LEB128, at most 5 bytes for a u32. */
   varint(v: number): void {
     this.#room(5);
     let x = v >>> 0;
