@@ -268,8 +268,9 @@ function mutateInput(input: Uint8Array, others: Uint8Array[], rand: () => number
 const started = performance.now();
 const end = started + 1000 * seconds;
 let iteration = 0;
+/** Time a target has had per unit of its weight. */
+const share = (t: FuzzTarget) => stats.get(t.name)!.ms / t.weight;
 while (performance.now() < end) {
-  const share = (t: FuzzTarget) => stats.get(t.name)!.ms / t.weight;
   const t = targets.reduce((a, b) => share(b) < share(a) ? b : a);
   const rand = streams.get(t.name)!;
   const pool = corpus.get(t.name)!;

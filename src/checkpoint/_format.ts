@@ -1,5 +1,6 @@
 // This module is browser compatible.
 
+import { getU32, putU32 } from "../wire/_bytes.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
 
 /** "VDCK". */
@@ -64,13 +65,8 @@ export class ByteWriter {
 
   u32(v: number): void {
     this.#room(4);
-    const b = this.#buf;
-    const at = this.#at;
-    b[at] = v;
-    b[at + 1] = v >>> 8;
-    b[at + 2] = v >>> 16;
-    b[at + 3] = v >>> 24;
-    this.#at = at + 4;
+    putU32(this.#buf, this.#at, v);
+    this.#at += 4;
   }
 
   /** LEB128, at most 5 bytes for a u32. */
@@ -153,10 +149,9 @@ export class ByteReader {
 
   u32(): number {
     this.#need(4);
-    const b = this.#bytes;
     const at = this.#at;
     this.#at += 4;
-    return (b[at]! | b[at + 1]! << 8 | b[at + 2]! << 16 | b[at + 3]! << 24) >>> 0;
+    return getU32(this.#bytes, at);
   }
 
   varint(): number {

@@ -7,6 +7,7 @@ import { hasCapability } from "../protocol/has_capability.ts";
 import { ChunkReader } from "../wire/_chunk_reader.ts";
 import { MessageReader } from "../wire/_message_reader.ts";
 import { checkLimit } from "../wire/_limits.ts";
+import { getU32 } from "../wire/_bytes.ts";
 import {
   ByteReader,
   CRC_SIZE,
@@ -98,7 +99,7 @@ export function decodeCheckpoint(
       `Cannot decode checkpoint: ${bytes.length} bytes cannot hold one`,
     );
   }
-  const total = u32At(bytes, 7);
+  const total = getU32(bytes, 7);
   if (total > maxSize || bytes.length > maxSize) {
     throw new CheckpointError(
       "TOO_LARGE",
@@ -116,7 +117,7 @@ export function decodeCheckpoint(
   if (bytes.length > total || total < HEADER_SIZE + CRC_SIZE) {
     throw malformed(`its length field says ${total} bytes, but it has ${bytes.length}`);
   }
-  const expected = u32At(bytes, total - CRC_SIZE);
+  const expected = getU32(bytes, total - CRC_SIZE);
   if (crc32(bytes.subarray(0, total - CRC_SIZE)) !== expected) {
     throw new CheckpointError(
       "BAD_CHECKSUM",
@@ -278,10 +279,6 @@ const SECTION_NAMES = new Map<number, string>(
   Object.entries(Section).map(([name, tag]) => [tag, name]),
 );
 const KNOWN_SECTIONS = new Set<number>(SECTION_NAMES.keys());
-
-function u32At(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | bytes[at + 1]! << 8 | bytes[at + 2]! << 16 | bytes[at + 3]! << 24) >>> 0;
-}
 
 /**
  * Clipboard state on PRIMARY or SECONDARY needs CLIPBOARD_SELECTION on both

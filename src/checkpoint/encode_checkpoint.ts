@@ -13,6 +13,7 @@ import {
   Section,
 } from "./_format.ts";
 import { crc32 } from "./_crc32.ts";
+import { putU32 } from "../wire/_bytes.ts";
 import type { CheckpointState } from "./checkpoint_state.ts";
 
 /**
@@ -129,16 +130,9 @@ export function encodeCheckpoint(state: CheckpointState): Uint8Array {
   }
   w.u32(0); // the CRC, written below
   const out = w.finish();
-  setU32(out, 7, total);
-  setU32(out, total - CRC_SIZE, crc32(out.subarray(0, total - CRC_SIZE)));
+  putU32(out, 7, total);
+  putU32(out, total - CRC_SIZE, crc32(out.subarray(0, total - CRC_SIZE)));
   return out;
-}
-
-function setU32(out: Uint8Array, at: number, v: number): void {
-  out[at] = v;
-  out[at + 1] = v >>> 8;
-  out[at + 2] = v >>> 16;
-  out[at + 3] = v >>> 24;
 }
 
 function checkMode(mode: unknown): "lossless" | "minimal" {
