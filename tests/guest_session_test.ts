@@ -227,6 +227,17 @@ test("GuestSession acknowledges MONITORS_CONFIG with REPLY", () => {
   assert.deepEqual(d.take(), [{ kind: "reply", messageType: 2, error: 1 }]);
 });
 
+test("GuestSession forgets its PRIMARY grab when the host re-announces without CLIPBOARD_SELECTION", () => {
+  const { guest, d } = connected();
+  guest.grab(1, [TEXT]);
+  assert.deepEqual(d.take().map((m) => m.kind), ["clipboard_grab"]);
+  d.send({}, { kind: "announce_capabilities", request: false, caps: [0x21] });
+  assert.deepEqual(d.take({}), []);
+  guest.release(1);
+  assert.deepEqual(d.take({}), []);
+  assert.equal(guest.guestOffer(1), undefined);
+});
+
 test("GuestSession keeps a grab made before the host is known and sends it after the host's caps", () => {
   const guest = new GuestSession();
   const d = drive(guest);

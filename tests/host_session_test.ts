@@ -476,6 +476,18 @@ test("HostSession forgets a grab released before the guest's caps, and tells the
   assert.deepEqual(d.take().map((m) => m.kind), ["announce_capabilities"]);
 });
 
+test("HostSession forgets its PRIMARY grab when the guest re-announces without CLIPBOARD_SELECTION", () => {
+  // Found by the fuzzer: the grab outlived the layout that could carry it, and
+  // release() then threw the encoder's RangeError.
+  const { host, d } = negotiated();
+  host.grab(1, [TEXT]);
+  assert.deepEqual(d.take().map((m) => m.kind), ["clipboard_grab"]);
+  d.send({}, { kind: "announce_capabilities", request: false, caps: WINDOWS_CAPS });
+  assert.deepEqual(d.take({}), []);
+  host.release(1);
+  assert.deepEqual(d.take({}), []);
+});
+
 test("HostSession validates its arguments with RangeError", () => {
   assert.throws(() => new HostSession({ maxClipboard: -1 }), RangeError);
   assert.throws(() => new HostSession({ requestTimeout: -5 }), RangeError);

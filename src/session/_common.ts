@@ -176,6 +176,32 @@ export function negotiatedLayout(
 }
 
 /**
+ * Own grabs after the peer's caps arrive: forgets those the new caps cannot
+ * carry (`clipboard` off, or PRIMARY/SECONDARY without CLIPBOARD_SELECTION),
+ * even ones the peer had, and returns the selections whose grab is to be
+ * sent: those the peer has not had, or all that are left when `again`.
+ */
+export function grabsToSend(
+  owned: (readonly number[] | undefined)[],
+  sent: boolean[],
+  clipboard: boolean,
+  layout: PayloadOptions,
+  again: boolean,
+): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < 3; s++) {
+    if (owned[s] === undefined) continue;
+    if (!clipboard || (s !== 0 && !layout.selection)) {
+      owned[s] = undefined;
+      sent[s] = false;
+    } else if (!sent[s] || again) {
+      out.push(s);
+    }
+  }
+  return out;
+}
+
+/**
  * A grab of `selection` offering `types`: with GRAB_SERIAL it carries the
  * selection's serial in `serials`, which then moves on (both roles send the
  * current serial, then increment it).

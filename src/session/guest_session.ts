@@ -18,6 +18,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT,
   failClosed,
   grabPayload,
+  grabsToSend,
   type MouseState,
   negotiatedLayout,
   type Provider,
@@ -436,10 +437,8 @@ export class GuestSession
     }
     // Grabs made before the host was known leave now, if they can.
     const negotiated = this.#clipboardOn && hasCapability(caps, Capability.CLIPBOARD_BY_DEMAND);
-    for (let s = 0; s < 3; s++) {
-      if (this.#owned[s] === undefined || this.#ownedSent[s]) continue;
-      if (negotiated && (s === 0 || this.#layout.selection)) this.#sendGrab(s);
-      else this.#owned[s] = undefined;
+    for (const s of grabsToSend(this.#owned, this.#ownedSent, negotiated, this.#layout, false)) {
+      this.#sendGrab(s);
     }
   }
 

@@ -22,6 +22,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT,
   failClosed,
   grabPayload,
+  grabsToSend,
   type MouseState,
   negotiatedLayout,
   sessionLimits,
@@ -537,13 +538,9 @@ export class HostSession
       this.#send({ kind: "max_clipboard", max: this.#maxClipboard });
     }
     this.#flushMouse();
-    for (let s = 0; s < 3; s++) {
-      if (this.#owned[s] === undefined || (this.#ownedSent[s] && !request)) continue;
-      if (this.#clipboardNegotiated() && (s === 0 || this.#layout.selection)) {
-        this.#sendGrab(s);
-      } else {
-        this.#owned[s] = undefined;
-      }
+    const clipboard = this.#clipboardNegotiated();
+    for (const s of grabsToSend(this.#owned, this.#ownedSent, clipboard, this.#layout, request)) {
+      this.#sendGrab(s);
     }
   }
 
