@@ -72,7 +72,7 @@ test("FILE_LIST and text/uri-list convert both ways, percent-encoding paths", ()
   const uris = pathsToUriList(list.paths);
   assert.equal(uris, "file:///a%20b/c.txt\r\nfile:///%C3%A9t%C3%A9/%231%3F.pdf\r\nfile:///x\r\n");
   assert.deepEqual(uriListToPaths(`# comment\n${uris}`), list.paths);
-  assert.deepEqual(uriListToPaths("file://localhost/tmp/y\n"), ["/tmp/y"]);
+  assert.deepEqual(uriListToPaths("file://localhost/y\n"), ["/y"]);
   assert.ok("error" in decodeFileList(new TextEncoder().encode("move\0/x")));
   assert.ok("error" in decodeFileList(new Uint8Array([0xff])));
   for (
