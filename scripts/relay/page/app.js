@@ -16,6 +16,8 @@ let socket;
 let nextId = 1;
 /** The id of the latest paste of the guest's clipboard: older answers are stale. */
 let latestPaste = 0;
+/** Counts uploads; the relay's progress events count too, so that they stop an upload's poll. */
+let uploads = 0;
 let imageUrl;
 
 function setStatus(text, kind) {
@@ -109,6 +111,7 @@ const handlers = {
     if (e.selection === "clipboard") showEmpty("The guest’s clipboard is empty.");
   },
   progress(e) {
+    uploads++; // the relay reports now: a poll still pending would put the bar back
     showProgress(e.done, e.total, e.direction === "in" ? "from the guest" : "to the guest");
   },
   served: (e) => log(`the guest pasted ${e.bytes} bytes of ${e.mime}`),
@@ -133,7 +136,9 @@ function copy(mime, fields, meta) {
   // The WebSocket API has no progress event: follow what is still buffered.
   const total = socket.bufferedAmount;
   if (total > 1024 * 1024) {
+    const upload = ++uploads;
     const poll = () => {
+      if (upload !== uploads) return;
       showProgress(total - socket.bufferedAmount, total, "to the relay");
       if (socket.bufferedAmount > 0) setTimeout(poll, 50);
     };
