@@ -205,7 +205,6 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
         chosen.map((c) => ({ id: c.id, run: () => c.run(reads, false) })),
         warmups,
         runs,
-        !flags.quick,
       );
       for (const c of chosen) {
         const s = samples.get(c.id)!;
@@ -251,7 +250,6 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
       defs.map((c) => ({ id: c.id, run: () => c.run([], false) })),
       warmups,
       runs,
-      !flags.quick,
     );
     const out: Record<string, CaseResult> = {};
     for (const c of defs) {

@@ -1,6 +1,15 @@
 // Interleaved timing: warm-ups, then rounds in which every case runs once,
 // each round starting one case later, so drift on a shared machine spreads
 // over all cases instead of landing on one.
+//
+// One full GC before the warm-ups, none between timed runs. Every run builds
+// fresh streams, and V8's optimized stream internals hold weak references to
+// the previous run's objects: a full GC frees those and deoptimizes the code
+// (--trace-deopt: "embedded weak objects cleared"). With a forced GC before
+// each run, as style-and-speed.md §B6 has it, every run starts deoptimized,
+// and an identity TransformStream over 515 reads takes 4–6 ms instead of
+// 0.7–0.9 (Deno 2.9.6).
+// A relay keeps its streams for the session, so that cost is the harness's.
 import type { BenchRuntime } from "./_runtime.ts";
 
 /** Timings and memory of one case over its timed runs. */
@@ -22,15 +31,10 @@ export async function measure(
   runnables: readonly Runnable[],
   warmups: number,
   runs: number,
-  /** Collect garbage before every run (a full GC; slow on a big heap). */
-  collect = true,
 ): Promise<Map<string, Sample>> {
-  const gc = () => collect && rt.gc();
+  rt.gc();
   for (let w = 0; w < warmups; w++) {
-    for (const r of runnables) {
-      gc();
-      await r.run();
-    }
+    for (const r of runnables) await r.run();
   }
   const samples = new Map<string, Sample>(
     runnables.map((r) => [r.id, { ms: [], peak: [], rise: [] }]),
@@ -39,7 +43,6 @@ export async function measure(
   for (let round = 0; round < runs; round++) {
     for (let k = 0; k < n; k++) {
       const r = runnables[(round + k) % n]!;
-      gc();
       const before = rt.rss();
       rt.resetPeakRss();
       const start = performance.now();
