@@ -184,6 +184,22 @@ test("HostSession resolves a request with the guest's data", async () => {
   assert.deepEqual(await png, bytes("png"));
 });
 
+test("HostSession lays out a repeated request as the guest's latest caps say", async () => {
+  const { host, d } = negotiated({ requestTimeout: 0 });
+  const paste = () => {
+    const request = host.request(0, TEXT);
+    request.catch(() => {}); // the re-announcement below fails the first two
+    return d.raw().map((m) => m.data);
+  };
+  d.send(BOTH, { kind: "clipboard_grab", selection: 0, serial: 0, types: [TEXT] });
+  assert.deepEqual([...paste(), ...paste()], [u32s(0, TEXT), u32s(0, TEXT)]);
+  d.send({}, { kind: "announce_capabilities", request: false, caps: WINDOWS_CAPS });
+  d.send({}, { kind: "clipboard_grab", selection: 0, types: [TEXT] });
+  d.raw();
+  assert.deepEqual(paste(), [u32s(TEXT)], "no selection prefix once the guest lacks it");
+  await settle();
+});
+
 test("HostSession rejects a request on release, NONE, timeout, abort and close, and one the guest does not offer", async () => {
   const { host, d } = negotiated({ requestTimeout: 20 });
   const code = (c: string) => (e: unknown) => e instanceof ClipboardError && e.code === c;

@@ -22,6 +22,7 @@ import {
   type MouseState,
   negotiatedLayout,
   type Provider,
+  requestMessage,
   sessionLimits,
   startRequest,
 } from "./_common.ts";
@@ -303,7 +304,7 @@ export class GuestSession
       type,
       timeout,
       options?.signal,
-      () => this.#send({ kind: "clipboard_request", selection, type }),
+      () => this.#outbox.send(requestMessage(selection, type, this.#layout)),
     );
   }
 

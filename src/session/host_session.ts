@@ -25,6 +25,7 @@ import {
   grabsToSend,
   type MouseState,
   negotiatedLayout,
+  requestMessage,
   sessionLimits,
   startRequest,
 } from "./_common.ts";
@@ -359,7 +360,7 @@ export class HostSession
       type,
       timeout,
       options?.signal,
-      () => this.#send({ kind: "clipboard_request", selection, type }),
+      () => this.#outbox.send(requestMessage(selection, type, this.#layout)),
     );
   }
 

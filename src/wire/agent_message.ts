@@ -3,6 +3,9 @@
 /**
  * One assembled vdagent message: the `VDAgentMessage` header fields and its
  * payload. Decode the payload with `decodeMessage`.
+ *
+ * Treat messages as read-only: a session may send one message object more
+ * than once (a repeated CLIPBOARD_REQUEST of the same type is).
  */
 export interface AgentMessage {
   /** Port it travelled on: 1 (client) for every host and agent message. */
