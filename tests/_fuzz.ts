@@ -32,7 +32,7 @@ import {
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { inboundBytes } from "../src/wire/_inbound_state.ts";
-import { MessageReader } from "../src/wire/_message_reader.ts";
+import { MessageReader, withView } from "../src/wire/_message_reader.ts";
 import { guestTarget, hostProgram, hostTarget, pipelineTarget } from "./_fuzz_programs.ts";
 import {
   describe,
@@ -177,7 +177,9 @@ function runCores(
 } {
   const messages: Delivered[] = [];
   const reader = new MessageReader(
-    (port, type, opaque, data, skipped) => messages.push({ port, type, opaque, data, skipped }),
+    withView((port, type, opaque, data, skipped) =>
+      messages.push({ port, type, opaque, data, skipped })
+    ),
     {
       maxMessageSize: config.maxMessageSize,
       copy: config.copy,

@@ -32,6 +32,8 @@ export function drive(session: HostSession | GuestSession): Driver {
   const internals = sessionInternals.get(session)!;
   let out: AgentMessage[] = [];
   internals.attach((batch) => out.push(...batch));
+  const receive = (m: AgentMessage) =>
+    internals.receive(m.port, m.type, m.opaque, m.data, 0, m.data.length, m.skipped);
   const raw = () => {
     internals.run(() => {}); // deliver anything still waiting for its microtask
     const taken = out;
@@ -43,9 +45,9 @@ export function drive(session: HostSession | GuestSession): Driver {
     raw,
     send: (layout, ...payloads) =>
       internals.run(() => {
-        for (const p of payloads) internals.receive(encodeMessage(p, layout));
+        for (const p of payloads) receive(encodeMessage(p, layout));
       }),
-    sendRaw: (...messages) => internals.run(() => messages.forEach((m) => internals.receive(m))),
+    sendRaw: (...messages) => internals.run(() => messages.forEach(receive)),
     close: (reason) => internals.close(reason),
   };
 }

@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { inboundBytes } from "../src/wire/_inbound_state.ts";
-import { MessageReader } from "../src/wire/_message_reader.ts";
+import { MessageReader, withView } from "../src/wire/_message_reader.ts";
 import { countAllocations } from "./_alloc.ts";
 import { chunk, concat, framed, message, prng, randBytes, through, u32s } from "./_helpers.ts";
 import { Link } from "./_link.ts";
@@ -100,7 +100,9 @@ test("decodeMessage returns a skipped message as invalid, with the code its size
 test("MessageReader skips a grab of 10 million types without buffering it, and stays in sync", () => {
   const out: (Omit<AgentMessage, "skipped"> & { skipped: number | undefined })[] = [];
   const reader = new MessageReader(
-    (port, type, opaque, data, skipped) => out.push({ port, type, opaque, data, skipped }),
+    withView((port, type, opaque, data, skipped) =>
+      out.push({ port, type, opaque, data, skipped })
+    ),
     { maxMessageSize: 64 << 20, copy: false, maxSizeFor: (type) => maxPayloadSize(type) },
   );
   const chunks = new ChunkReader(reader, { maxChunkSize: 2048 });
@@ -132,7 +134,7 @@ test("MessageReader skips a grab of 10 million types without buffering it, and s
 test("MessageReader skips a message over its bound in one chunk too, and keeps one within it", () => {
   const seen: (number | undefined)[] = [];
   const reader = new MessageReader(
-    (_p, _t, _o, data, skipped) => seen.push(skipped ?? -data.length),
+    withView((_p, _t, _o, data, skipped) => seen.push(skipped ?? -data.length)),
     {
       maxMessageSize: 4096,
       copy: false,
@@ -217,8 +219,9 @@ test("inboundBytes carries a skipped message at every cut, so the successor skip
   );
   for (let cut = 0; cut <= wire.length; cut++) {
     const seen: string[] = [];
-    const log = (port: number, type: number, _o: bigint, data: Uint8Array, skipped?: number) =>
-      seen.push(skipped === undefined ? `${port}/${type} [${data}]` : `${port}/${type} skipped`);
+    const log = withView((port, type, _o, data, skipped) =>
+      seen.push(skipped === undefined ? `${port}/${type} [${data}]` : `${port}/${type} skipped`)
+    );
     const a = new MessageReader(log, { maxMessageSize: 4096, copy: false, maxSizeFor: bound });
     const chunksA = new ChunkReader(a, { maxChunkSize: 4096 });
     chunksA.push(wire.subarray(0, cut));

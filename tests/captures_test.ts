@@ -9,7 +9,7 @@ import {
   type MessagePayload,
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
-import { MessageReader } from "../src/wire/_message_reader.ts";
+import { MessageReader, withView } from "../src/wire/_message_reader.ts";
 import { collect, cut, fixture, fixtureJson, sameMessages } from "./_helpers.ts";
 
 const DIR = "linux-agent-0.22.1";
@@ -31,7 +31,7 @@ async function readSizes(dir: "g2h" | "h2g"): Promise<number[]> {
 function decodeWithCores(reads: Iterable<Uint8Array>): AgentMessage[] {
   const out: AgentMessage[] = [];
   const messages = new MessageReader(
-    (port, type, opaque, data) => out.push({ port, type, opaque, data }),
+    withView((port, type, opaque, data) => out.push({ port, type, opaque, data })),
     { maxMessageSize: 64 << 20, copy: false },
   );
   const chunks = new ChunkReader(messages, { maxChunkSize: (64 << 20) + 20 });

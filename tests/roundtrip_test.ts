@@ -10,7 +10,8 @@ import {
   MessageFramer,
   type MessagePayload,
 } from "../mod.ts";
-import { collect, prng, randInt, randomCut } from "./_helpers.ts";
+import { decodePayload } from "../src/protocol/_decode_payload.ts";
+import { collect, concat, prng, randInt, randomCut } from "./_helpers.ts";
 import { KINDS, LAYOUTS, randomPayload } from "./_payloads.ts";
 
 test("decodeMessage inverts encodeMessage through the framer, deframer and assembler", async () => {
@@ -31,6 +32,32 @@ test("decodeMessage inverts encodeMessage through the framer, deframer and assem
         ),
       )).flat();
       assert.deepEqual(out.map((m) => decodeMessage(m, layout)), payloads, `seed ${seed}`);
+    }
+  }
+});
+
+test("decodePayload reads a payload inside a larger buffer as decodeMessage reads it alone", () => {
+  const rand = prng(9);
+  for (const layout of LAYOUTS) {
+    for (const kind of KINDS) {
+      const { type, data } = encodeMessage(randomPayload(rand, layout, kind), layout);
+      // The payload as sent, cut short, empty, and with a byte too many: valid and invalid ones.
+      const variants = [
+        data,
+        data.subarray(0, Math.max(0, data.length - 1)),
+        data.subarray(0, 0),
+        concat(data, new Uint8Array([7])),
+      ];
+      for (const payload of variants) {
+        const before = randInt(rand, 1, 9);
+        const big = new Uint8Array(before + payload.length + 9).fill(0xa5);
+        big.set(payload, before);
+        assert.deepEqual(
+          decodePayload(type, big, before, before + payload.length, undefined, layout),
+          decodeMessage({ type, data: payload }, layout),
+          `${kind} of ${payload.length} bytes, layout ${JSON.stringify(layout)}`,
+        );
+      }
     }
   }
 });

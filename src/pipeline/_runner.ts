@@ -9,7 +9,7 @@ import { ChunkReader } from "../wire/_chunk_reader.ts";
 import { framedSize, writeFrames } from "../wire/_frame_writer.ts";
 import { inboundBytes } from "../wire/_inbound_state.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
-import { agentMessage, MessageReader } from "../wire/_message_reader.ts";
+import { MessageReader } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import type { TransferProgress } from "../wire/transfer_progress.ts";
 import { WireFormat } from "../wire/wire_format.ts";
@@ -106,8 +106,8 @@ export class PipelineRunner {
     const bounds: number[] = [];
     for (const type of Object.values(MessageType)) bounds[type] = maxPayloadSize(type, limits);
     this.#messages = new MessageReader(
-      (port, type, opaque, data, skipped) => {
-        session.receive(agentMessage(port, type, opaque, data, skipped));
+      (port, type, opaque, bytes, start, end, skipped) => {
+        session.receive(port, type, opaque, bytes, start, end, skipped);
         // A read full of requests must not queue without bound: stop at this
         // message, write, and take the rest of the read later.
         if (this.#outBytes + session.queuedBytes() > HIGH_WATER) this.#chunks.pause();

@@ -1,5 +1,6 @@
 // This module is browser compatible.
 
+import type { MessageHandler } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import type { HostSessionState } from "./host_session_state.ts";
 
@@ -7,8 +8,8 @@ import type { HostSessionState } from "./host_session_state.ts";
 export interface SessionInternals {
   /** Sends outbound batches to `deliver` instead of the stream's readable side. */
   attach(deliver: (batch: AgentMessage[]) => void): void;
-  /** Handles one message from the peer, synchronously. */
-  receive(message: AgentMessage): void;
+  /** Handles one message from the peer, synchronously, decoding it where it lies. */
+  receive: MessageHandler;
   /** Runs `fn`, delivering what it sends as one batch. */
   run<T>(fn: () => T): T;
   /** Payload bytes sent but not yet delivered. */

@@ -3,12 +3,13 @@
 import { Capability } from "../protocol/capability.ts";
 import { capabilityWords } from "../protocol/capability_words.ts";
 import { ClipboardType } from "../protocol/clipboard_type.ts";
-import { decodeMessage } from "../protocol/decode_message.ts";
+import { decodePayload } from "../protocol/_decode_payload.ts";
 import { encodeMessage } from "../protocol/encode_message.ts";
 import { hasCapability } from "../protocol/has_capability.ts";
 import type { MessagePayload, PayloadOptions } from "../protocol/message_payload.ts";
 import { MessageType } from "../protocol/message_type.ts";
 import { ReplyError } from "../protocol/reply_error.ts";
+import { agentMessage } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import {
   callProvider,
@@ -168,7 +169,8 @@ export class GuestSession
     this.#outbox = outbox;
     sessionInternals.set(this, {
       attach: (deliver) => outbox.attach(deliver),
-      receive: (message) => this.#receive(message),
+      receive: (port, type, opaque, bytes, start, end, skipped) =>
+        this.#receive(port, type, opaque, bytes, start, end, skipped, undefined),
       run: (fn) => outbox.run(fn),
       close: (reason) => this.#close(reason),
       queuedBytes: () => outbox.queuedBytes,
@@ -347,12 +349,24 @@ export class GuestSession
   }
 
   #receiveAll(messages: readonly AgentMessage[]): void {
-    for (const message of messages) this.#receive(message);
+    for (const m of messages) {
+      this.#receive(m.port, m.type, m.opaque, m.data, 0, m.data.length, m.skipped, m);
+    }
   }
 
-  #receive(message: AgentMessage): void {
+  /** Handles the message whose payload is `bytes[start, end)`; `message` is it, if the caller has it. */
+  #receive(
+    port: number,
+    type: number,
+    opaque: bigint,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    skipped: number | undefined,
+    message: AgentMessage | undefined,
+  ): void {
     if (this.#closed) return;
-    const payload = decodeMessage(message, this.#layout);
+    const payload = decodePayload(type, bytes, start, end, skipped, this.#layout);
     switch (payload.kind) {
       case "announce_capabilities":
         return this.#onCaps(payload.caps, payload.request);
@@ -422,7 +436,10 @@ export class GuestSession
         });
         break;
     }
-    this.#options.onMessage?.(payload, message);
+    this.#options.onMessage?.(
+      payload,
+      message ?? agentMessage(port, type, opaque, bytes, start, end, skipped),
+    );
   }
 
   #onCaps(caps: readonly number[], request: boolean): void {

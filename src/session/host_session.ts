@@ -2,11 +2,12 @@
 
 import { Capability } from "../protocol/capability.ts";
 import { capabilityWords } from "../protocol/capability_words.ts";
-import { decodeMessage } from "../protocol/decode_message.ts";
+import { decodePayload } from "../protocol/_decode_payload.ts";
 import { encodeMessage } from "../protocol/encode_message.ts";
 import { hasCapability } from "../protocol/has_capability.ts";
 import type { MessagePayload, PayloadOptions } from "../protocol/message_payload.ts";
 import { MessageType } from "../protocol/message_type.ts";
+import { agentMessage } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import { hostInternals, sessionInternals } from "./_internals.ts";
 import { Outbox, sessionStreamInit } from "./_outbox.ts";
@@ -186,7 +187,8 @@ export class HostSession
     this.#outbox = outbox;
     sessionInternals.set(this, {
       attach: (deliver) => outbox.attach(deliver),
-      receive: (message) => this.#receive(message),
+      receive: (port, type, opaque, bytes, start, end, skipped) =>
+        this.#receive(port, type, opaque, bytes, start, end, skipped, undefined),
       run: (fn) =>
         outbox.run(() => {
           this.#announce();
@@ -437,7 +439,9 @@ export class HostSession
   }
 
   #receiveAll(messages: readonly AgentMessage[]): void {
-    for (const message of messages) this.#receive(message);
+    for (const m of messages) {
+      this.#receive(m.port, m.type, m.opaque, m.data, 0, m.data.length, m.skipped, m);
+    }
   }
 
   #announce(): void {
@@ -446,10 +450,20 @@ export class HostSession
     this.#send({ kind: "announce_capabilities", request: true, caps: this.#hostCaps });
   }
 
-  #receive(message: AgentMessage): void {
+  /** Handles the message whose payload is `bytes[start, end)`; `message` is it, if the caller has it. */
+  #receive(
+    port: number,
+    type: number,
+    opaque: bigint,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    skipped: number | undefined,
+    message: AgentMessage | undefined,
+  ): void {
     if (this.#closed) return;
     this.#announce();
-    const payload = decodeMessage(message, this.#layout);
+    const payload = decodePayload(type, bytes, start, end, skipped, this.#layout);
     switch (payload.kind) {
       case "announce_capabilities":
         return this.#onCaps(payload.caps, payload.request);
@@ -505,7 +519,10 @@ export class HostSession
         });
         break;
     }
-    this.#onMessage?.(payload, message);
+    this.#onMessage?.(
+      payload,
+      message ?? agentMessage(port, type, opaque, bytes, start, end, skipped),
+    );
   }
 
   #onCaps(caps: readonly number[], request: boolean): void {

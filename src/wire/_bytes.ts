@@ -25,6 +25,11 @@ export class ViewCache {
   }
 }
 
+/** `b[start, end)`: `b` itself when that is all of it, else a view. */
+export function view(b: Uint8Array, start: number, end: number): Uint8Array {
+  return start === 0 && end === b.length ? b : b.subarray(start, end);
+}
+
 /** Reads a u64 stored as two little-endian u32 halves, without a BigInt for 0. */
 export function toU64(low: number, high: number): bigint {
   return low === 0 && high === 0 ? 0n : (BigInt(high) << 32n) | BigInt(low);

@@ -1,6 +1,6 @@
 // This module is browser compatible.
 
-import { toU64, ViewCache } from "./_bytes.ts";
+import { toU64, view, ViewCache } from "./_bytes.ts";
 import type { ChunkSink } from "./_chunk_reader.ts";
 import { VdagentProtocolError } from "./vdagent_protocol_error.ts";
 import type { AgentMessage } from "./agent_message.ts";
@@ -8,34 +8,53 @@ import type { TransferProgress } from "./transfer_progress.ts";
 import { WireFormat } from "./wire_format.ts";
 
 /**
- * Called once per complete message. `data` is a view into the input when the
- * whole message arrived in one chunk of one input (unless `copy` is set), and
- * a buffer the reader allocated otherwise. `skipped` is set when the payload
- * was over `maxSizeFor(type)` and was skipped unread: it is the payload size
- * the header declared, and `data` is empty.
+ * Called once per complete message, whose payload is `bytes[start, end)`:
+ * the input itself when the whole message arrived in one chunk of one input
+ * (unless `copy` is set), so a handler that decodes it in place needs no
+ * view, and a buffer the reader allocated otherwise. `skipped` is set when
+ * the payload was over `maxSizeFor(type)` and was skipped unread: it is the
+ * payload size the header declared, and the payload is empty.
  */
 export type MessageHandler = (
   port: number,
   type: number,
   opaque: bigint,
-  data: Uint8Array,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
   skipped: number | undefined,
 ) => void;
+
+/** A {@linkcode MessageHandler} for a handler that takes the payload as one view, `data`. */
+export function withView(
+  handler: (
+    port: number,
+    type: number,
+    opaque: bigint,
+    data: Uint8Array,
+    skipped: number | undefined,
+  ) => void,
+): MessageHandler {
+  return (port, type, opaque, bytes, start, end, skipped) =>
+    handler(port, type, opaque, view(bytes, start, end), skipped);
+}
 
 /** The message a {@linkcode MessageHandler} gets, as an `AgentMessage`. */
 export function agentMessage(
   port: number,
   type: number,
   opaque: bigint,
-  data: Uint8Array,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
   skipped: number | undefined,
 ): AgentMessage {
+  const data = view(bytes, start, end);
   return skipped === undefined
     ? { port, type, opaque, data }
     : { port, type, opaque, data, skipped };
 }
 
-/** Options of a {@linkcode MessageReader}. */
 export interface MessageReaderOptions {
   /** Largest payload accepted, checked before anything is allocated. */
   maxMessageSize: number;
@@ -208,13 +227,11 @@ export class MessageReader implements ChunkSink {
         state.bound = bound;
       } else if (end - i === size) {
         state.reset();
-        this.#handler(
-          port,
-          type,
-          state.opaque,
-          this.#copy ? bytes.slice(i, end) : bytes.subarray(i, end),
-          undefined,
-        );
+        if (this.#copy) {
+          this.#handler(port, type, state.opaque, bytes.slice(i, end), 0, end - i, undefined);
+        } else {
+          this.#handler(port, type, state.opaque, bytes, i, end, undefined);
+        }
         return;
       } else if (!this.#checkOnly) {
         if (size > this.#maxBuffered - this.#buffered) {
@@ -259,7 +276,7 @@ export class MessageReader implements ChunkSink {
       const skipped = state.skip ? state.size : undefined;
       if (state.body !== undefined) this.#buffered -= state.body.length;
       state.reset();
-      this.#handler(port, state.type, state.opaque, body, skipped);
+      this.#handler(port, state.type, state.opaque, body, 0, body.length, skipped);
     }
   }
 

@@ -100,8 +100,8 @@ export class MessageAssembler
     }
     let out: AgentMessage[] = [];
     const reader = new MessageReader(
-      (port, type, opaque, data, skipped) =>
-        out.push(agentMessage(port, type, opaque, data, skipped)),
+      (port, type, opaque, bytes, start, end, skipped) =>
+        out.push(agentMessage(port, type, opaque, bytes, start, end, skipped)),
       {
         maxMessageSize,
         copy: options.copy ?? false,
