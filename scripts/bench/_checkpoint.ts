@@ -4,7 +4,9 @@ import type { BenchLibrary } from "./_cases.ts";
 
 /** What K measured. */
 export interface CheckpointResult {
-  /** Round trips per timed round. */
+  /** Untimed rounds before the timed ones. */
+  warmups: number;
+  /** Round trips per round. */
   rounds: number;
   /** Bytes of the minimal checkpoint. */
   bytes: number;
@@ -69,6 +71,7 @@ export function measureCheckpoint(
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   return {
+    warmups,
     rounds,
     bytes: encodeCheckpoint({ mode: "minimal", ...live.snapshot() }).length,
     minimalUs: median(minimalUs),
