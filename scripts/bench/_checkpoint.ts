@@ -6,6 +6,8 @@ import type { BenchLibrary } from "./_cases.ts";
 export interface CheckpointResult {
   /** Untimed rounds before the timed ones. */
   warmups: number;
+  /** Timed rounds. */
+  runs: number;
   /** Round trips per round. */
   rounds: number;
   /** Bytes of the minimal checkpoint. */
@@ -72,6 +74,7 @@ export function measureCheckpoint(
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   return {
     warmups,
+    runs,
     rounds,
     bytes: encodeCheckpoint({ mode: "minimal", ...live.snapshot() }).length,
     minimalUs: median(minimalUs),

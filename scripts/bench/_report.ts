@@ -250,7 +250,7 @@ export function markdown(r: BenchResults): string {
       "### K: checkpoint round trip",
       "",
       "Capture (the session's snapshot) + encode + decode + restore into a session built beforehand; " +
-        `${k.warmups} warm-up rounds, then ${k.rounds} round trips per timed round, median.`,
+        `${k.rounds} round trips per round; ${k.warmups} warm-up rounds, then the median of ${k.runs}.`,
       "",
       "| checkpoint | bytes | µs per round trip |",
       "|---|---:|---:|",
