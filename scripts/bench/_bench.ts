@@ -279,11 +279,9 @@ export async function runBench(rt: BenchRuntime, lib: BenchLibrary): Promise<num
 
   if (!flags.only) {
     rt.print("measuring K: checkpoint round trips");
-    // A round is 2 000 round trips, about 10 ms. Ten warm-up rounds, not two
-    // (40 ms are too short for V8 to optimize the path), and the median of 21
-    // rounds, not 7: now and then a run of 4 or 5 rounds goes at 11 µs
-    // instead of 4 while V8 optimizes the path again. One process in five or
-    // so stays at 11 µs throughout; we found no cause in our code.
+    // A round is 2 000 round trips, about 10 ms: ten warm-up rounds (two are
+    // too short for V8 to optimize the path), and the median of 21 rounds,
+    // not 7 (a few rounds in a row still go 2–3× slower now and then).
     results.checkpoint = measureCheckpoint(
       lib,
       flags.quick ? 1 : 10,
