@@ -55,6 +55,7 @@ export function agentMessage(
     : { port, type, opaque, data, skipped };
 }
 
+/** Options of a {@linkcode MessageReader}. */
 export interface MessageReaderOptions {
   /** Largest payload accepted, checked before anything is allocated. */
   maxMessageSize: number;
