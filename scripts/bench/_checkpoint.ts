@@ -4,9 +4,9 @@ import type { BenchLibrary } from "./_cases.ts";
 
 /**
  * Sessions built at a time to restore into. With all 2 000 of a round built
- * at once, their garbage-collection (they outlive scavenges, and so does what
- * restoring stores in them) took over the timed loop in one process of two:
- * 11 µs per round trip instead of 4. In batches of 100: 3.2–3.5 µs in 8 of 8.
+ * at once, one process in two measured 11 µs per round trip instead of 4
+ * throughout; in batches of 100, 8 processes of 8 measured 3.2–3.5 µs. We
+ * have not pinned down what the many live sessions change in V8.
  */
 const BATCH = 100;
 
