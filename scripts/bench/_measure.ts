@@ -6,9 +6,9 @@
 // fresh streams, and V8's optimized stream internals hold weak references to
 // the previous run's objects: a full GC frees those and deoptimizes the code
 // (--trace-deopt: "embedded weak objects cleared"). With a forced GC before
-// each run, as style-and-speed.md §B6 has it, every run starts deoptimized,
-// and an identity TransformStream over 515 reads takes 4–6 ms instead of
-// 0.7–0.9 (Deno 2.9.6).
+// each run, as style-and-speed.md §B6 has it, an identity TransformStream
+// over 515 reads took a median of 0.8–4.4 ms per run, depending on the
+// process, instead of 0.7–0.8 (Deno 2.9.6).
 // A relay keeps its streams for the session, so that cost is the harness's.
 import type { BenchRuntime } from "./_runtime.ts";
 
