@@ -32,7 +32,7 @@ import {
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { inboundBytes } from "../src/wire/_inbound_state.ts";
-import { MessageReader, withView } from "../src/wire/_message_reader.ts";
+import { MessageReader } from "../src/wire/_message_reader.ts";
 import { guestTarget, hostProgram, hostTarget, pipelineTarget } from "./_fuzz_programs.ts";
 import {
   describe,
@@ -61,7 +61,7 @@ import {
   type PeerModel,
   QEMU_CAPS,
 } from "./_fuzz_wire.ts";
-import { collect, concat, prng, randBytes, u32s } from "./_helpers.ts";
+import { collect, concat, prng, randBytes, u32s, withView } from "./_helpers.ts";
 import { KINDS, LAYOUTS, randomPayload } from "./_payloads.ts";
 
 export type { FuzzTarget, Invariant, Outcome } from "./_fuzz_run.ts";

@@ -2,6 +2,8 @@
 // The encoder here is written separately from src/ so tests do not check the
 // library against itself.
 
+import type { MessageHandler } from "../src/wire/_message_reader.ts";
+
 /** Concatenates byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -174,4 +176,18 @@ export async function watchUnhandledRejections(): Promise<{ reasons: unknown[]; 
   const listener = (reason: unknown) => void reasons.push(reason);
   process.on("unhandledRejection", listener);
   return { reasons, stop: () => process.off("unhandledRejection", listener) };
+}
+
+/** A `MessageReader` handler for a handler that takes the payload as one view, `data`. */
+export function withView(
+  handler: (
+    port: number,
+    type: number,
+    opaque: bigint,
+    data: Uint8Array,
+    skipped: number | undefined,
+  ) => void,
+): MessageHandler {
+  return (port, type, opaque, bytes, start, end, skipped) =>
+    handler(port, type, opaque, bytes.subarray(start, end), skipped);
 }

@@ -18,9 +18,19 @@ import {
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { inboundBytes } from "../src/wire/_inbound_state.ts";
-import { MessageReader, withView } from "../src/wire/_message_reader.ts";
+import { MessageReader } from "../src/wire/_message_reader.ts";
 import { countAllocations } from "./_alloc.ts";
-import { chunk, concat, framed, message, prng, randBytes, through, u32s } from "./_helpers.ts";
+import {
+  chunk,
+  concat,
+  framed,
+  message,
+  prng,
+  randBytes,
+  through,
+  u32s,
+  withView,
+} from "./_helpers.ts";
 import { Link } from "./_link.ts";
 import { LAYOUTS } from "./_payloads.ts";
 

@@ -9,8 +9,8 @@ import {
   type MessagePayload,
 } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
-import { MessageReader, withView } from "../src/wire/_message_reader.ts";
-import { collect, cut, fixture, fixtureJson, sameMessages } from "./_helpers.ts";
+import { MessageReader } from "../src/wire/_message_reader.ts";
+import { collect, cut, fixture, fixtureJson, sameMessages, withView } from "./_helpers.ts";
 
 const DIR = "linux-agent-0.22.1";
 const LAYOUT = { selection: true, grabSerial: true };

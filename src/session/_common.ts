@@ -222,7 +222,7 @@ export function grabPayload(
 
 /**
  * Checks a paste of `type` on `selection` against what the peer offers,
- * registers it and calls `send` to ask the peer. A paste the peer does not
+ * registers it and asks the peer through `outbox`. A paste the peer does not
  * offer is rejected and nothing is sent. Failures come as rejections.
  */
 export function startRequest(
@@ -233,7 +233,8 @@ export function startRequest(
   type: number,
   timeout: number,
   signal: AbortSignal | undefined,
-  send: () => void,
+  outbox: Outbox,
+  layout: PayloadOptions,
 ): Promise<Uint8Array> {
   if (!offer?.types.includes(type)) {
     return Promise.reject(
@@ -245,7 +246,7 @@ export function startRequest(
     );
   }
   const result = requests.add(selection, type, timeout, signal);
-  send();
+  outbox.send(requestMessage(selection, type, layout));
   return result;
 }
 
@@ -259,7 +260,7 @@ let lastRequest:
  * same message object: encoding each anew took about 75 ns of the 550 a
  * grab, request and answer cost the host session (Deno 2.9.6).
  */
-export function requestMessage(
+function requestMessage(
   selection: number,
   type: number,
   layout: PayloadOptions,

@@ -23,7 +23,6 @@ import {
   type MouseState,
   negotiatedLayout,
   type Provider,
-  requestMessage,
   sessionLimits,
   startRequest,
 } from "./_common.ts";
@@ -306,7 +305,8 @@ export class GuestSession
       type,
       timeout,
       options?.signal,
-      () => this.#outbox.send(requestMessage(selection, type, this.#layout)),
+      this.#outbox,
+      this.#layout,
     );
   }
 

@@ -26,7 +26,6 @@ import {
   grabsToSend,
   type MouseState,
   negotiatedLayout,
-  requestMessage,
   sessionLimits,
   startRequest,
 } from "./_common.ts";
@@ -362,7 +361,8 @@ export class HostSession
       type,
       timeout,
       options?.signal,
-      () => this.#outbox.send(requestMessage(selection, type, this.#layout)),
+      this.#outbox,
+      this.#layout,
     );
   }
 

@@ -25,20 +25,6 @@ export type MessageHandler = (
   skipped: number | undefined,
 ) => void;
 
-/** A {@linkcode MessageHandler} for a handler that takes the payload as one view, `data`. */
-export function withView(
-  handler: (
-    port: number,
-    type: number,
-    opaque: bigint,
-    data: Uint8Array,
-    skipped: number | undefined,
-  ) => void,
-): MessageHandler {
-  return (port, type, opaque, bytes, start, end, skipped) =>
-    handler(port, type, opaque, view(bytes, start, end), skipped);
-}
-
 /** The message a {@linkcode MessageHandler} gets, as an `AgentMessage`. */
 export function agentMessage(
   port: number,
