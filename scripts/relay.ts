@@ -24,6 +24,7 @@ const platform: RelayPlatform = {
     return {
       readable: conn.readable,
       writable: conn.writable,
+      closeWrite: () => conn.closeWrite(),
       close: () => {
         try {
           conn.close();

@@ -57,7 +57,7 @@ export function measureCheckpoint(
       { lastSerial: 0, guestRequests: [], hostRequests: [] },
     ],
   });
-  live.restore(state, false);
+  live.restore(state, { reconnected: false, drained: false, offers: true });
   const round = (mode: "minimal" | "lossless"): number => {
     let ms = 0;
     for (let done = 0; done < rounds; done += BATCH) {
@@ -68,7 +68,11 @@ export function measureCheckpoint(
       const t0 = performance.now();
       for (let i = 0; i < n; i++) {
         const bytes = encodeCheckpoint({ mode, ...live.snapshot() });
-        targets[i]!.restore(decodeCheckpoint(bytes), false);
+        targets[i]!.restore(decodeCheckpoint(bytes), {
+          reconnected: false,
+          drained: false,
+          offers: true,
+        });
       }
       ms += performance.now() - t0;
     }

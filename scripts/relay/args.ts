@@ -12,6 +12,8 @@ export interface RelayArgs {
   /** The checkpoint file: restored at start if it exists, written at a hand-off. */
   state?: string;
   resume: "continued" | "reconnected";
+  /** Connect at once, then wait for the hand-off state and take over, continued. */
+  standby: boolean;
   listen?: { hostname: string; port: number };
   mouse: boolean;
   clipboard: boolean;
@@ -31,6 +33,11 @@ standard output, one per line; logs on standard error.
   --resume continued|reconnected
                        how the transport relates to the one the state was
                        taken on (default: reconnected, a new connection)
+  --standby            with --state: connect now, wait until the relay that
+                       hands off writes FILE, then take over, continued (for a
+                       live migration: connected to the destination's socket
+                       before the guest resumes there, the guest's port stays
+                       open and the guest notices nothing)
   --listen HOST:PORT   also serve the JSON protocol over WebSocket (/ws) and a
                        clipboard page at /
   --no-mouse           do not offer an absolute mouse
@@ -72,6 +79,7 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
         connect: { type: "string" },
         state: { type: "string" },
         resume: { type: "string" },
+        standby: { type: "boolean" },
         listen: { type: "string" },
         "no-mouse": { type: "boolean" },
         "no-clipboard": { type: "boolean" },
@@ -104,6 +112,12 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
     throw new UsageError("--resume needs --state");
   }
   if (values.state === "") throw new UsageError("--state needs a file name");
+  if (values.standby && values.state === undefined) {
+    throw new UsageError("--standby needs --state");
+  }
+  if (values.standby && values.resume === "reconnected") {
+    throw new UsageError("--standby resumes continued: it is connected before the hand-off");
+  }
   let maxClipboard: number | undefined;
   if (values["max-clipboard"] !== undefined) {
     maxClipboard = Number(values["max-clipboard"]);
@@ -118,7 +132,8 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
   return {
     connect,
     ...(values.state === undefined ? {} : { state: values.state }),
-    resume,
+    resume: values.standby ? "continued" : resume,
+    standby: values.standby ?? false,
     ...(values.listen === undefined ? {} : { listen: hostPort(values.listen, "--listen") }),
     mouse: !values["no-mouse"],
     clipboard: !values["no-clipboard"],

@@ -22,7 +22,12 @@ const platform: RelayPlatform = {
       socket.once("connect", () => {
         socket.off("error", reject);
         const { readable, writable } = Duplex.toWeb(socket) as unknown as Transport;
-        resolve({ readable, writable, close: () => void socket.destroy() });
+        resolve({
+          readable,
+          writable,
+          closeWrite: () => new Promise<void>((done) => socket.end(done)),
+          close: () => void socket.destroy(),
+        });
       });
     });
   },

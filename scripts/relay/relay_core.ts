@@ -202,9 +202,13 @@ export class RelayCore {
     }
   }
 
-  /** Takes the checkpoint and the host's copies; the pipeline lets go of the transport. */
+  /**
+   * Takes the checkpoint and the host's copies; the pipeline lets go of the transport. The
+   * connection ends with the hand-off, so the pipeline drains it: it writes what is queued,
+   * half-closes, and reads what the guest had sent until QEMU closes its side.
+   */
   async checkpoint(): Promise<RelayState> {
-    const checkpoint = await this.pipeline.checkpoint();
+    const checkpoint = await this.pipeline.checkpoint({ drain: true });
     const hostCopies: HostCopy[] = [];
     this.#copies.forEach((copies, selection) => {
       for (const [type, data] of copies) hostCopies.push({ selection, type, data });

@@ -1,6 +1,6 @@
 // The relay's life, from the command line to the exit code, against a small platform interface
 // that the Deno entry (scripts/relay.ts) and the Node entry (scripts/relay/node_main.ts) fill in.
-import type { Transport } from "../../mod.ts";
+import { decodeCheckpoint, type Transport } from "../../mod.ts";
 import {
   type ConnectTarget,
   describeTarget,
@@ -16,6 +16,8 @@ import { allowWebSocket, PAGE_ASSETS, type ServeHandlers, type WebServer } from 
 
 /** A connection to the guest's port. */
 export interface Connection extends Transport {
+  /** Ends the writable side only: the peer can still send what it has. */
+  closeWrite(): void | Promise<void>;
   /** Closes the connection for good. */
   close(): void;
 }
@@ -144,6 +146,49 @@ const PEER_GONE = ["EPIPE", "ECONNRESET"];
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);
 const codeOf = (error: unknown) => (error as { code?: unknown })?.code;
 
+/** How often a standby relay looks at the state file. */
+const STANDBY_POLL_MS = 25;
+
+/**
+ * Waits until the state file holds a state it did not hold at the start: the hand-off of the
+ * relay that had the session. Resolves `undefined` then, or the signal that stopped the wait.
+ */
+async function standBy(
+  platform: RelayPlatform,
+  path: string,
+  target: string,
+  log: (line: string) => void,
+): Promise<"SIGTERM" | "SIGINT" | undefined> {
+  let signalled: "SIGTERM" | "SIGINT" | undefined;
+  let wake: (() => void) | undefined;
+  const stopListening = platform.onSignal((signal) => {
+    signalled = signal;
+    wake?.();
+  });
+  try {
+    const initial = await platform.readFile(path).catch(() => undefined);
+    log(
+      `standing by on ${target}: connected, waiting for the hand-off in ${path}` +
+        (initial === undefined ? "" : " (the state there now is an older one)"),
+    );
+    for (;;) {
+      const now = await platform.readFile(path).catch(() => undefined);
+      if (now !== undefined && (initial === undefined || !sameBytes(now, initial))) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, STANDBY_POLL_MS);
+      });
+      if (signalled !== undefined) return signalled;
+    }
+  } finally {
+    stopListening();
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /** Runs the relay; resolves with the exit code once everything is flushed and closed. */
 export async function runRelay(platform: RelayPlatform): Promise<number> {
   const log = (line: string) => platform.log(`vdagent-relay: ${line}`);
@@ -161,6 +206,22 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
   }
   const target = describeTarget(args.connect);
 
+  let connection: Connection | undefined;
+  if (args.standby) {
+    try {
+      connection = await platform.connect(args.connect);
+    } catch (error) {
+      log(`cannot connect to ${target}: ${message(error)}`);
+      return ExitCode.CONNECTION_FAILED;
+    }
+    const stopped = await standBy(platform, args.state!, target, log);
+    if (stopped) {
+      connection.close();
+      log(`${stopped} while standing by: exiting, ${args.state} untouched`);
+      return ExitCode.STOPPED;
+    }
+  }
+
   let restore: RelayState | undefined;
   if (args.state !== undefined) {
     try {
@@ -175,13 +236,13 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     }
   }
 
-  let connection: Connection;
   try {
-    connection = await platform.connect(args.connect);
+    connection ??= await platform.connect(args.connect);
   } catch (error) {
     log(`cannot connect to ${target}: ${message(error)}`);
     return ExitCode.CONNECTION_FAILED;
   }
+  const link = connection;
 
   const out = new EventWriter(platform.stdout, platform.log);
   const clients = new Set<(event: RelayEvent) => void>();
@@ -220,7 +281,7 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       } catch (error) {
         log(`closing the session: ${message(error)}`);
       }
-      connection.close();
+      link.close();
       return finish(ExitCode.STOPPED, `${why}: stopped without a checkpoint`);
     }
     log(`${why}: taking a checkpoint`);
@@ -229,7 +290,7 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       state = await bounded(core.checkpoint(), STOP_TIMEOUT_MS, "the checkpoint");
     } catch (error) {
       log(`cannot take a checkpoint: ${codeOf(error) ?? ""} ${message(error)}`);
-      connection.close();
+      link.close();
       return finish(ExitCode.CHECKPOINT_FAILED, "the checkpoint failed");
     }
     const file = encodeStateFile(state);
@@ -243,7 +304,7 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
         await platform.writeFileAtomic(args.state, file);
       } catch (error) {
         log(`cannot write the checkpoint to ${args.state}: ${message(error)}`);
-        connection.close();
+        link.close();
         return finish(ExitCode.CHECKPOINT_FAILED, "the checkpoint could not be written");
       }
       event.file = args.state;
@@ -259,13 +320,13 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       );
     }
     (reply ?? broadcast)(event);
-    connection.close();
+    link.close();
     finish(ExitCode.STOPPED, `${why}: handed off`);
   };
 
   let core: RelayCore;
   try {
-    core = new RelayCore(connection, {
+    core = new RelayCore(link, {
       mouse: args.mouse,
       clipboard: args.clipboard,
       maxClipboard: args.maxClipboard,
@@ -275,18 +336,35 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       onCheckpoint: (id, reply) => void handOff("checkpoint command", id, reply),
     });
   } catch (error) {
-    connection.close();
+    link.close();
     log(`cannot restore ${args.state}: ${codeOf(error) ?? ""} ${message(error)}`);
     return ExitCode.BAD_STATE;
   }
 
+  // Before anything the guest sends is reported: the pipeline reads once this turn yields.
+  broadcast({
+    event: "started",
+    mode: restore === undefined ? "fresh" : "restored",
+    ...(restore === undefined ? {} : { resume: args.resume }),
+    connect: target,
+  });
+  if (restore !== undefined) { for (const event of core.stateEvents()) broadcast(event); }
+
   if (restore !== undefined) {
-    // A reconnected session announces itself: the guest saw its port reopen, and a copy it lost
-    // with the old connection may have moved its serials past the checkpoint's.
-    const how = args.resume === "reconnected"
-      ? "the port was reopened, so it announces itself (request=1): the guest's serials restart " +
-        "at 0, and the host's copies go again once the guest answers"
-      : "the session continues without announcing itself";
+    const drained = decodeCheckpoint(restore.checkpoint).drained === true;
+    const how = args.resume === "continued"
+      ? drained
+        ? "the guest's port stayed open while the connection changed: it sends the host's copies " +
+          "and outstanding pastes again (the old relay's last bytes may be lost) and does not " +
+          "announce itself"
+        : "the session continues without announcing itself"
+      : drained
+      ? "the port was reopened; the old relay read everything the guest sent, so the serials " +
+        "are known: it does not announce itself, sends a probe and, once the guest answers it, " +
+        "the host's copies again"
+      : "the port was reopened and the old relay did not read to the end, so a guest copy may " +
+        "have been lost: it announces itself (request=1), the guest's serials restart at 0, " +
+        "and the host's copies go again once the guest answers";
     log(
       `restored ${args.state} (checkpoint of ${restore.checkpoint.length} bytes, resume ` +
         `${args.resume}) on ${target}: ${how}`,
@@ -306,13 +384,6 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       }: announcing to the guest`,
     );
   }
-  broadcast({
-    event: "started",
-    mode: restore === undefined ? "fresh" : "restored",
-    ...(restore === undefined ? {} : { resume: args.resume }),
-    connect: target,
-  });
-  if (restore !== undefined) { for (const event of core.stateEvents()) broadcast(event); }
 
   core.done.then(
     () => {
@@ -384,7 +455,7 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
   if (!stopping) {
     stopping = true;
     core.stop();
-    connection.close();
+    link.close();
   }
   broadcast({ event: "exit", code, reason });
   await server?.close().catch(() => {});

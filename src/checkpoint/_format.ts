@@ -15,7 +15,8 @@ export const CRC_SIZE = 4;
 /** Header flags. */
 export const FLAG_WIRE = 1 << 0;
 export const FLAG_LOSSLESS = 1 << 1;
-export const KNOWN_FLAGS = FLAG_WIRE | FLAG_LOSSLESS;
+export const FLAG_DRAINED = 1 << 2;
+export const KNOWN_FLAGS = FLAG_WIRE | FLAG_LOSSLESS | FLAG_DRAINED;
 
 /** Section tags; bit 7 marks a section a reader may skip if it does not know it. */
 export const OPTIONAL = 0x80;

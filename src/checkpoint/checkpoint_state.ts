@@ -28,4 +28,11 @@ export interface CheckpointState extends HostSessionState {
   mode: CheckpointMode;
   /** The bytes in flight, present when it was taken at a migration boundary in lossless mode. */
   wire?: WireState;
+  /**
+   * Taken when the old relay's connection ended, after it had read everything
+   * the guest sent until the peer closed its side: no guest grab was lost,
+   * so the guest's serials are the state's, and what the old relay wrote
+   * last may be lost (see `HostPipeline.checkpoint`'s `drain`).
+   */
+  drained?: boolean;
 }

@@ -13,6 +13,7 @@ import {
   CRC_SIZE,
   DEFAULT_MAX_CHECKPOINT_SIZE,
   DEFAULT_MAX_SECTIONS,
+  FLAG_DRAINED,
   FLAG_LOSSLESS,
   FLAG_WIRE,
   HEADER_SIZE,
@@ -271,6 +272,7 @@ export function decodeCheckpoint(
     ...(inbound === undefined ? {} : {
       wire: { inbound, outbound: (sections.get(Section.OUTBOUND) ?? new Uint8Array(0)).slice() },
     }),
+    ...((flags & FLAG_DRAINED) !== 0 ? { drained: true } : {}),
   };
 }
 

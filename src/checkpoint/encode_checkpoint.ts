@@ -4,6 +4,7 @@ import type { SelectionState } from "../session/host_session_state.ts";
 import {
   ByteWriter,
   CRC_SIZE,
+  FLAG_DRAINED,
   FLAG_LOSSLESS,
   FLAG_WIRE,
   MAGIC,
@@ -56,7 +57,10 @@ export function encodeCheckpoint(state: CheckpointState): Uint8Array {
   for (const byte of MAGIC) w.u8(byte);
   w.u8(MAJOR);
   w.u8(MINOR);
-  w.u8((wire !== undefined ? FLAG_WIRE : 0) | (lossless ? FLAG_LOSSLESS : 0));
+  w.u8(
+    (wire !== undefined ? FLAG_WIRE : 0) | (lossless ? FLAG_LOSSLESS : 0) |
+      (state.drained ? FLAG_DRAINED : 0),
+  );
   w.u32(0); // the total length, written at the end
 
   let at = w.open(Section.SESSION);

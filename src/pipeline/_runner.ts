@@ -10,6 +10,7 @@ import { framedSize, writeFrames } from "../wire/_frame_writer.ts";
 import { inboundBytes } from "../wire/_inbound_state.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
 import { MessageReader } from "../wire/_message_reader.ts";
+import { findMessageStart, START_SIZE } from "../wire/_resync.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import type { TransferProgress } from "../wire/transfer_progress.ts";
 import { WireFormat } from "../wire/wire_format.ts";
@@ -39,6 +40,22 @@ export interface RunnerOptions extends PipelineOptions {
   initialOutput?: Uint8Array | undefined;
   /** Called after each input read and each batch the session sends. */
   onChange?: (() => void) | undefined;
+  /**
+   * The input may start inside a message (the transport reconnected to a
+   * stream another connection had begun): bytes before the first plausible
+   * message start are skipped, and `onResync` hears how many.
+   */
+  resync?: boolean | undefined;
+  /** How many bytes `resync` skipped, when it skipped any. */
+  onResync?: ((skipped: number) => void) | undefined;
+}
+
+/** How a hand-off that ends the transport proceeds; see {@linkcode PipelineRunner.handOff}. */
+export interface Drain {
+  /** Milliseconds to wait for the peer to close its side. */
+  timeout: number;
+  /** Stops the session's output, before the queue is written out. */
+  seal(): void;
 }
 
 /** The bytes in flight at a hand-off, and what the caller captured with them. */
@@ -46,6 +63,8 @@ export interface HandOff<T> {
   captured: T;
   inbound: Uint8Array;
   outbound: Uint8Array;
+  /** With a drain: the peer closed its side, so everything it sent was read. */
+  drained: boolean;
 }
 
 /**
@@ -59,6 +78,7 @@ export class PipelineRunner {
   readonly #session: SessionInternals;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #closeWrite: (() => void | Promise<void>) | undefined;
   readonly #chunks: ChunkReader;
   readonly #messages: MessageReader;
   readonly #chunkSize: number;
@@ -73,8 +93,21 @@ export class PipelineRunner {
   #inputDone = false;
   #closing = false;
   #stopped = false;
-  /** Set at a hand-off: whether the bytes in flight are kept (lossless) or drained. */
-  #handOff: { lossless: boolean } | undefined;
+  /**
+   * Set at a hand-off: whether the bytes in flight are kept (lossless) or
+   * written, and whether the transport ends with it (drain: the queue is
+   * written, the writable side closed, and the input read to its end).
+   */
+  #handOff: { lossless: boolean; drain: Drain | undefined } | undefined;
+  /** The peer closed its side during a drain. */
+  #eof = false;
+  /** Resolves when a drain runs out of time: a write in flight is given up. */
+  #drainOver = Promise.withResolvers<void>();
+  /** While resynchronizing: the bytes kept from the last read, a start may begin in them. */
+  #scan: Uint8Array | undefined;
+  #skipped = 0;
+  readonly #onResync: ((skipped: number) => void) | undefined;
+  readonly #maxMessageSize: number;
   #wakeOut: (() => void) | undefined;
   #wakeIn: (() => void) | undefined;
   #failure: { error: unknown } | undefined;
@@ -128,8 +161,15 @@ export class PipelineRunner {
     this.#chunks = new ChunkReader(this.#messages, {
       maxChunkSize: maxMessageSize + WireFormat.MESSAGE_HEADER_SIZE,
     });
+    this.#maxMessageSize = maxMessageSize;
+    if (options.resync) this.#scan = new Uint8Array(0);
+    this.#onResync = options.onResync;
     this.#reader = transport.readable.getReader();
     this.#writer = transport.writable.getWriter();
+    const closeWrite = (transport as { closeWrite?: unknown }).closeWrite;
+    this.#closeWrite = typeof closeWrite === "function"
+      ? () => closeWrite.call(transport) as void | Promise<void>
+      : undefined;
     if (options.initialOutput !== undefined && options.initialOutput.length > 0) {
       this.#queue({ bytes: options.initialOutput, at: 0 });
     }
@@ -171,22 +211,46 @@ export class PipelineRunner {
    * when `lossless`, writing stops after the write in flight, or else
    * everything queued is written first. The transport's locks are released
    * and `done` resolves. Returns the bytes in flight.
+   *
+   * With `drain`, the transport ends with this hand-off: the session's output
+   * is sealed, what is queued is written, the writable side is closed (a
+   * half-close, through the transport's `closeWrite` when it has one), and
+   * reading goes on, into the sealed session, until the peer closes its side
+   * or `drain.timeout` passes; then `capture` runs. A peer such as QEMU's
+   * socket chardev closes its side when it reads the end of ours, having
+   * sent everything it had: nothing the guest wrote is lost.
    */
-  async handOff<T>(lossless: boolean, capture: () => T): Promise<HandOff<T>> {
+  async handOff<T>(lossless: boolean, capture: () => T, drain?: Drain): Promise<HandOff<T>> {
     if (this.#stopped || this.#closing || this.#inputDone || this.#handOff !== undefined) {
       throw new CheckpointError("NOT_RUNNING", "Cannot take a checkpoint: the pipeline has ended");
     }
-    this.#handOff = { lossless };
-    this.#reader.releaseLock();
+    this.#handOff = { lossless, drain };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (drain === undefined) {
+      this.#reader.releaseLock();
+    } else {
+      this.#session.run(() => {}); // what the session holds leaves first
+      drain.seal();
+      timer = setTimeout(() => {
+        this.#drainOver.resolve();
+        this.#reader.releaseLock();
+      }, drain.timeout);
+    }
     this.#wakeIn?.();
     this.#wakeOut?.();
-    await this.#pumpInDone;
-    this.#throwIfFailed();
-    this.#session.run(() => {}); // deliver what the session still holds
-    const captured = capture();
-    const inbound = lossless ? this.#inbound() : new Uint8Array(0);
-    await this.#pumps;
-    this.#throwIfFailed();
+    let captured: T;
+    let inbound: Uint8Array;
+    try {
+      await this.#pumpInDone;
+      this.#throwIfFailed();
+      this.#session.run(() => {}); // deliver what the session still holds
+      captured = capture();
+      inbound = lossless ? this.#inbound() : new Uint8Array(0);
+      await this.#pumps;
+      this.#throwIfFailed();
+    } finally {
+      clearTimeout(timer);
+    }
     const outbound = new Uint8Array(this.#outBytes);
     let at = 0;
     for (const entry of this.#out.splice(0)) {
@@ -195,7 +259,8 @@ export class PipelineRunner {
     }
     this.#outBytes = 0;
     this.#writer.releaseLock();
-    return { captured, inbound, outbound };
+    if (drain !== undefined) this.#reader.releaseLock();
+    return { captured, inbound, outbound, drained: this.#eof };
   }
 
   /** The bytes in flight inbound: the decoder's partial state, then what it did not take yet. */
@@ -211,8 +276,40 @@ export class PipelineRunner {
 
   /** Pushes bytes into the decoder; keeps what it did not take when it paused. */
   #push(bytes: Uint8Array): void {
+    if (this.#scan !== undefined) {
+      const start = this.#resync(bytes);
+      if (start === undefined) return;
+      bytes = start;
+    }
     const taken = this.#session.run(() => this.#chunks.push(bytes));
     this.#rest = taken < bytes.length ? bytes.subarray(taken) : undefined;
+  }
+
+  /**
+   * Skips bytes up to the first plausible message start; returns the bytes
+   * from there on, or `undefined` while none is found (the last bytes are
+   * kept: a start may begin in them).
+   */
+  #resync(bytes: Uint8Array): Uint8Array | undefined {
+    const kept = this.#scan!;
+    let all = bytes;
+    if (kept.length > 0) {
+      all = new Uint8Array(kept.length + bytes.length);
+      all.set(kept);
+      all.set(bytes, kept.length);
+    }
+    const maxChunk = this.#maxMessageSize + WireFormat.MESSAGE_HEADER_SIZE;
+    const at = findMessageStart(all, 0, all.length, maxChunk, this.#maxMessageSize);
+    if (at < 0) {
+      const keep = Math.min(all.length, START_SIZE - 1);
+      this.#skipped += all.length - keep;
+      this.#scan = all.slice(all.length - keep);
+      return undefined;
+    }
+    this.#scan = undefined;
+    this.#skipped += at;
+    if (this.#skipped > 0) this.#onResync?.(this.#skipped);
+    return all.subarray(at);
   }
 
   #deliver(batch: AgentMessage[]): void {
@@ -258,7 +355,7 @@ export class PipelineRunner {
           initial = undefined; // held for the pipeline's life otherwise
           this.#push(bytes);
         }
-        while (!this.#stopped && !this.#inputDone && this.#handOff === undefined) {
+        while (!this.#stopped && !this.#inputDone && this.#reading) {
           if (this.#outBytes > HIGH_WATER) {
             await new Promise<void>((resolve) => this.#wakeIn = resolve);
             continue;
@@ -277,6 +374,10 @@ export class PipelineRunner {
           }
           if (this.#stopped) break;
           if (result.done) {
+            if (this.#handOff?.drain !== undefined) {
+              this.#eof = true; // what is left in the decoder goes into the checkpoint
+              break;
+            }
             this.#chunks.finish();
             this.#messages.finish(this.#chunks.offset);
             break;
@@ -300,13 +401,32 @@ export class PipelineRunner {
     return this.#pumpInDone = run();
   }
 
+  /** Input is taken in: not at a hand-off, unless it drains the transport. */
+  get #reading(): boolean {
+    return this.#handOff === undefined || this.#handOff.drain !== undefined;
+  }
+
   async #pumpOut(): Promise<void> {
     try {
       for (;;) {
         if (this.#stopped) return;
         const entry = this.#out[0];
+        const handOff = this.#handOff;
+        if (handOff?.drain !== undefined && entry === undefined) {
+          // Everything was written: end our side, and let the peer end its own.
+          if (this.#closeWrite === undefined) {
+            await this.#writer.close();
+          } else {
+            this.#writer.releaseLock();
+            await this.#closeWrite();
+          }
+          return;
+        }
         // At a hand-off, lossless keeps the rest for the checkpoint; minimal drains.
-        if (this.#handOff !== undefined && (this.#handOff.lossless || entry === undefined)) return;
+        if (
+          handOff !== undefined && handOff.drain === undefined &&
+          (handOff.lossless || entry === undefined)
+        ) return;
         if (entry === undefined) {
           if (this.#inputDone || this.#closing) break;
           await new Promise<void>((resolve) => this.#wakeOut = resolve);
@@ -314,7 +434,17 @@ export class PipelineRunner {
           continue;
         }
         const piece = entry.bytes.subarray(entry.at, entry.at + PIECE);
-        await this.#writer.write(piece);
+        if (handOff?.drain === undefined) {
+          await this.#writer.write(piece);
+        } else {
+          // A peer that stopped reading must not hold the hand-off past its time.
+          const over = Symbol();
+          const wrote = await Promise.race([
+            this.#writer.write(piece),
+            this.#drainOver.promise.then(() => over),
+          ]);
+          if (wrote === over) return;
+        }
         entry.at += piece.length;
         this.#outBytes -= piece.length;
         if (entry.progress !== undefined) this.#progress(entry, entry.progress);

@@ -46,6 +46,20 @@ export interface HostPipelineOptions extends HostSessionOptions, PipelineOptions
 export interface CheckpointOptions {
   /** Overrides the stage's mode for this checkpoint. */
   mode?: CheckpointMode;
+  /**
+   * The transport ends with this hand-off (the next relay makes a new
+   * connection): stop sending, write what is queued, close the writable side
+   * (through the transport's `closeWrite` when it has one, as a Deno `Conn`
+   * does), and read what the guest already sent until the peer closes its
+   * side, at most `drainTimeout` ms. QEMU's socket chardev closes its side
+   * when it reads the end of ours, so nothing the guest wrote is lost, and
+   * the checkpoint says so (`drained`): the next relay then knows the guest's
+   * serials and need not announce itself. Default `false`: reading stops at
+   * once and the transport, with what it holds, is left to the next relay.
+   */
+  drain?: boolean;
+  /** Milliseconds a `drain` waits for the peer to close its side. Default 2000. */
+  drainTimeout?: number;
 }
 
 /** A running host pipeline. */
@@ -166,6 +180,14 @@ export function createHostPipeline(
     ...options,
     initialInput: continued ? restored?.wire?.inbound : undefined,
     initialOutput: continued ? restored?.wire?.outbound : undefined,
+    // A reconnected stream may begin with the rest of a message the old connection had begun.
+    resync: restored !== undefined && !continued,
+    onResync: (skipped) =>
+      options.onDiagnostic?.({
+        code: "RESYNC",
+        message:
+          `Skipped ${skipped} bytes at the start of the reconnected stream, the rest of a message begun on the old connection`,
+      }),
     onChange: checkpoints.continuous
       ? () => {
         const next = encodeCheckpoint({ mode: checkpoints.mode, ...host.snapshot() });
@@ -175,7 +197,13 @@ export function createHostPipeline(
       }
       : undefined,
   });
-  if (restored !== undefined) host.restore(restored, !continued);
+  if (restored !== undefined) {
+    host.restore(restored, {
+      reconnected: !continued,
+      drained: restored.drained === true,
+      offers: restored.mode === "lossless",
+    });
+  }
   runner.done.then(() => emitter.close(), () => emitter.close());
   return {
     session,
@@ -185,14 +213,18 @@ export function createHostPipeline(
     async checkpoint(options = {}) {
       const mode = options.mode ?? checkpoints.mode;
       const lossless = mode === "lossless";
-      const { captured, inbound, outbound } = await runner.handOff(lossless, () => {
+      const drain = options.drain
+        ? { timeout: checkDrainTimeout(options.drainTimeout), seal: () => host.seal() }
+        : undefined;
+      const { captured, inbound, outbound, drained } = await runner.handOff(lossless, () => {
         host.seal();
         return host.snapshot();
-      });
+      }, drain);
       const bytes = encodeCheckpoint({
         mode,
         ...captured,
         ...(lossless ? { wire: { inbound, outbound } } : {}),
+        ...(drained && host.answeredAll() ? { drained: true } : {}),
       });
       sessionInternals.get(session)!.close(
         new ClipboardError("CLOSED", "Cannot paste: the session was handed off"),
@@ -201,6 +233,18 @@ export function createHostPipeline(
       return bytes;
     },
   };
+}
+
+const DEFAULT_DRAIN_TIMEOUT = 2000;
+
+function checkDrainTimeout(timeout: number | undefined): number {
+  if (timeout === undefined) return DEFAULT_DRAIN_TIMEOUT;
+  if (!Number.isFinite(timeout) || timeout < 0) {
+    throw new RangeError(
+      `Cannot take a checkpoint: drainTimeout must be a number of milliseconds ≥ 0, got ${timeout}`,
+    );
+  }
+  return timeout;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -205,18 +205,19 @@ export function grabsToSend(
 
 /**
  * A grab of `selection` offering `types`: with GRAB_SERIAL it carries the
- * selection's serial in `serials`, which then moves on (both roles send the
- * current serial, then increment it).
+ * selection's serial in `serials`, which then moves on when `bump` (the guest
+ * sends its counter, then increments it; the host keeps its serial).
  */
 export function grabPayload(
   selection: number,
   types: readonly number[],
   layout: PayloadOptions,
   serials: number[],
+  bump: boolean,
 ): MessagePayload {
   if (!layout.grabSerial) return { kind: "clipboard_grab", selection, types };
   const serial = serials[selection]!;
-  serials[selection] = nextSerial(serial);
+  if (bump) serials[selection] = nextSerial(serial);
   return { kind: "clipboard_grab", selection, serial, types };
 }
 

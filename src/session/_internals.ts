@@ -2,6 +2,7 @@
 
 import type { MessageHandler } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
+import type { RestoreMode } from "./host_session.ts";
 import type { HostSessionState } from "./host_session_state.ts";
 
 /** What the pipeline layer may do with a session, beyond its public API. */
@@ -25,17 +26,12 @@ export const sessionInternals: WeakMap<object, SessionInternals> = new WeakMap()
 export interface HostInternals {
   /** The session's migratable state, lossless. */
   snapshot(): HostSessionState;
-  /**
-   * Takes `state` over before any traffic: the session will not announce
-   * itself. With `reconnected`, the transport was reconnected: the guest
-   * dropped its offers and the host's grabs, and its serials may have moved
-   * on, so the session announces itself with request=1 (serials back to 0),
-   * drops the guest's offers and grabs again once the guest answers.
-   * Otherwise pending guest pastes go to the provider.
-   */
-  restore(state: HostSessionState, reconnected: boolean): void;
-  /** Stops all output for good. */
+  /** Takes `state` over before any traffic; see `HostSession`'s `#restore`. */
+  restore(state: HostSessionState, mode: RestoreMode): void;
+  /** Stops all output for good; what the guest sends is still taken in. */
   seal(): void;
+  /** Whether every announcement of the guest was answered (none arrived while sealed). */
+  answeredAll(): boolean;
 }
 
 /** Host sessions' checkpoint internals, keyed by session. */

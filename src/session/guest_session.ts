@@ -336,7 +336,7 @@ export class GuestSession
   }
 
   #sendGrab(selection: number): void {
-    this.#send(grabPayload(selection, this.#owned[selection]!, this.#layout, this.#serial));
+    this.#send(grabPayload(selection, this.#owned[selection]!, this.#layout, this.#serial, true));
     this.#ownedSent[selection] = true;
   }
 

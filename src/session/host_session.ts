@@ -1,6 +1,7 @@
 // This module is browser compatible.
 
 import { Capability } from "../protocol/capability.ts";
+import { ClipboardType } from "../protocol/clipboard_type.ts";
 import { capabilityWords } from "../protocol/capability_words.ts";
 import { decodePayload } from "../protocol/_decode_payload.ts";
 import { encodeMessage } from "../protocol/encode_message.ts";
@@ -79,6 +80,14 @@ export interface HostSessionOptions extends SessionLimits {
    * forever. Default 10 000.
    */
   guestRequestTimeout?: number;
+  /**
+   * Milliseconds before the session asks again when the guest leaves its
+   * announcement unanswered (or, after a reconnected restore, its probe):
+   * bytes a new client writes while the guest is still closing its port for
+   * the previous one are dropped by the guest. It asks again after this
+   * delay, then after twice and four times it; 0 never asks again. Default 1000.
+   */
+  retryInterval?: number;
   /** The guest announced its capabilities: it (re)started. */
   onGuestCaps?(caps: readonly number[]): void;
   /** Every message the session does not handle itself (REPLY, FILE_XFER_*, unknown and invalid ones, …). */
@@ -100,6 +109,32 @@ interface GuestRequest {
   /** Expires the request: the guest then gets a release. */
   timer: ReturnType<typeof setTimeout> | undefined;
 }
+
+/** How the session takes over a restored state; see `HostInternals.restore`. */
+export interface RestoreMode {
+  /** The guest saw its port close and reopen since the state was taken. */
+  reconnected: boolean;
+  /**
+   * The old relay read everything the guest sent until its connection
+   * closed: no guest grab was lost, so the guest's serials are the state's.
+   */
+  drained: boolean;
+  /** The state holds the guest's offers (a lossless checkpoint). */
+  offers: boolean;
+}
+
+/** Default of `retryInterval`. */
+const DEFAULT_RETRY_INTERVAL = 1000;
+/** Probes sent before a restored session falls back to announcing itself. */
+const PROBES = 3;
+/** Announcements sent before the session waits for the guest to announce itself. */
+const ANNOUNCEMENTS = 4;
+/**
+ * The probe: a request of type NONE on SECONDARY, which the Linux agent
+ * answers at once with type NONE (it has no SECONDARY), with no log line and
+ * no state change. Its answer says the guest reads what this session writes.
+ */
+const PROBE_SELECTION = 2;
 
 /**
  * The host endpoint of the vdagent protocol, the role QEMU's `qemu-vdagent`
@@ -162,11 +197,30 @@ export class HostSession
   #ownedSent = [false, false, false];
   #guestRequests: GuestRequest[][] = [[], [], []];
   #guestMax: number | undefined;
+  /** The guest's pastes kept to be served once the session may send again. */
+  #deferred: number[][] = [[], [], []];
   #mouse: MouseState | undefined;
   #mouseSent = true;
   #announced = false;
   #restored = false;
   #resumed: ResumedRequest[] = [];
+  /** Resumed requests sent again: an answer beyond the first is expected. */
+  #duplicates = [0, 0, 0];
+  /** Selections on which a restored session has not yet seen a guest grab. */
+  #unseen = [false, false, false];
+  /**
+   * What the session waits for before it sends anything else: the guest's
+   * caps after announcing itself (`"caps"`), or the answer to its probe after
+   * a reconnected restore that keeps the serials (`"probe"`).
+   */
+  #waiting: "caps" | "probe" | undefined;
+  #asks = 0;
+  #askTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #retryInterval: number;
+  /** Probes sent and not yet answered. */
+  #probes = 0;
+  /** The guest announced itself while the session was sealed: nobody answered it. */
+  #sealedCaps = false;
   #closed = false;
 
   /**
@@ -198,8 +252,12 @@ export class HostSession
     });
     hostInternals.set(this, {
       snapshot: () => this.#snapshot(),
-      restore: (state, reconnected) => this.#restore(state, reconnected),
-      seal: () => outbox.seal(),
+      restore: (state, mode) => this.#restore(state, mode),
+      seal: () => {
+        outbox.seal();
+        clearTimeout(this.#askTimer);
+      },
+      answeredAll: () => !this.#sealedCaps,
     });
     this.#onDiagnostic = options.onDiagnostic;
     this.#onMessage = options.onMessage;
@@ -220,6 +278,7 @@ export class HostSession
     }
     this.#timeout = checkTimeout(options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT);
     this.#guestTimeout = checkTimeout(options.guestRequestTimeout ?? DEFAULT_GUEST_REQUEST_TIMEOUT);
+    this.#retryInterval = checkTimeout(options.retryInterval ?? DEFAULT_RETRY_INTERVAL);
     const bits: number[] = [];
     if (this.#mouseOn) bits.push(Capability.MOUSE_STATE);
     if (this.#clipboardOn) {
@@ -315,7 +374,7 @@ export class HostSession
       this.#offers[selection] = undefined;
       this.#handler.onGuestRelease?.(selection);
     }
-    if (this.#guestCaps !== undefined) this.#sendGrab(selection);
+    if (this.#linkUp) this.#sendGrab(selection);
   }
 
   /**
@@ -391,6 +450,11 @@ export class HostSession
     return this.#closed || this.#outbox.sealed;
   }
 
+  /** The guest announced itself and answered what the session asked: grabs and mouse may go. */
+  get #linkUp(): boolean {
+    return this.#guestCaps !== undefined && this.#waiting === undefined;
+  }
+
   #checkClipboard(selection: number, action: string): void {
     if (this.#ended) {
       throw new ClipboardError("CLOSED", `Cannot ${action}: the session ended`, selection);
@@ -447,7 +511,101 @@ export class HostSession
   #announce(): void {
     if (this.#announced || this.#restored || this.#closed) return;
     this.#announced = true;
-    this.#send({ kind: "announce_capabilities", request: true, caps: this.#hostCaps });
+    this.#ask("caps");
+  }
+
+  /**
+   * Asks the guest: announces the session (request=1), or sends a probe. A
+   * guest that answers neither within `retryInterval` may have dropped the
+   * bytes (it was still closing its port for the previous client): the
+   * session asks again, with doubling delays; unanswered probes give way to
+   * an announcement.
+   */
+  #ask(what: "caps" | "probe"): void {
+    this.#waiting = what;
+    this.#asks = 0;
+    this.#askAgain();
+  }
+
+  #askAgain(): void {
+    clearTimeout(this.#askTimer);
+    this.#askTimer = undefined;
+    if (this.#ended || this.#waiting === undefined) return;
+    if (this.#waiting === "probe" && this.#asks === PROBES) return this.#reannounce();
+    if (this.#waiting === "caps" && this.#asks === ANNOUNCEMENTS) return;
+    if (this.#waiting === "caps") {
+      this.#outbox.sendNow(
+        encodeMessage(
+          { kind: "announce_capabilities", request: true, caps: this.#hostCaps },
+          this.#layout,
+        ),
+      );
+    } else {
+      this.#probes++;
+      this.#outbox.sendNow(
+        encodeMessage(
+          { kind: "clipboard_request", selection: PROBE_SELECTION, type: ClipboardType.NONE },
+          this.#layout,
+        ),
+      );
+    }
+    if (this.#retryInterval === 0) return;
+    const delay = this.#retryInterval * 2 ** this.#asks++;
+    this.#askTimer = setTimeout(() => this.#outbox.run(() => this.#askAgain()), delay);
+  }
+
+  /**
+   * Announces the session with request=1, which sets the guest's serials
+   * back to 0 (and releases what its user offered): for when they cannot be
+   * known. What waited to be sent is dropped; the grabs and the mouse go again
+   * once the guest answers.
+   */
+  #reannounce(): void {
+    this.#outbox.drop();
+    for (let s = 0; s < 3; s++) {
+      this.#ownedSent[s] = false;
+      this.#deferred[s] = [];
+    }
+    if (this.#mouse !== undefined) this.#mouseSent = false;
+    this.#ask("caps");
+  }
+
+  /** The probe was answered: the guest reads what this session writes. */
+  #probeAnswered(): void {
+    this.#probes--;
+    if (this.#waiting !== "probe") return;
+    this.#waiting = undefined;
+    clearTimeout(this.#askTimer);
+    this.#outbox.release();
+    this.#resume();
+  }
+
+  /** Whether resumed requests go again once the guest reads this session: see `#restore`. */
+  #resendRequests = false;
+
+  /**
+   * Sends what a restored session owes the guest: the host's grabs it has not
+   * sent (after a drained or reconnected restore, all of them: the old
+   * relay's last ones may have been lost with its connection, and a grab
+   * again with the same serial is accepted), the guest's pastes still to
+   * serve, and the mouse.
+   */
+  #resume(): void {
+    if (this.#resendRequests) this.#sendResumedRequests();
+    const clipboard = this.#clipboardNegotiated();
+    for (const s of grabsToSend(this.#owned, this.#ownedSent, clipboard, this.#layout, false)) {
+      this.#sendGrab(s);
+    }
+    this.#serveDeferred();
+    this.#flushMouse();
+  }
+
+  #serveDeferred(): void {
+    for (let s = 0; s < 3; s++) {
+      const types = this.#deferred[s]!;
+      this.#deferred[s] = [];
+      for (const type of types) this.#onGuestRequest(s, type);
+    }
   }
 
   /** Handles the message whose payload is `bytes[start, end)`; `message` is it, if the caller has it. */
@@ -527,6 +685,12 @@ export class HostSession
 
   #onCaps(caps: readonly number[], request: boolean): void {
     const again = this.#guestCaps !== undefined;
+    // Any announcement answers ours; one that arrives while probing means the guest restarted.
+    if (this.#waiting === "probe") this.#outbox.drop();
+    this.#waiting = undefined;
+    clearTimeout(this.#askTimer);
+    if (this.#outbox.sealed) this.#sealedCaps = true;
+    this.#unseen = [false, false, false];
     this.#guestCaps = [...caps];
     this.#layout = this.#layoutFor(caps);
     // The guest's first announcement is answered with request=0, as QEMU does. A second one
@@ -542,11 +706,13 @@ export class HostSession
     );
     for (let s = 0; s < 3; s++) {
       this.#dropGuestRequests(s);
+      this.#deferred[s] = [];
       if (this.#offers[s] !== undefined) {
         this.#offers[s] = undefined;
         this.#handler.onGuestRelease?.(s);
       }
     }
+    this.#duplicates = [0, 0, 0];
     this.#onGuestCaps?.(this.#guestCaps);
     // Once per guest (re)start: its request=1 announcement, or the first one.
     const start = request || !again;
@@ -562,15 +728,24 @@ export class HostSession
     }
   }
 
+  /**
+   * Grabs with the serial of the guest's last grab (0 before any), and keeps
+   * it: unlike QEMU, the host never moves its serial on. The Linux agent
+   * accepts a host grab whose serial is its next one or one less, so a host
+   * grab lost with a connection (bytes written to a VM that stopped for its
+   * migration) never puts the host ahead of the guest.
+   */
   #sendGrab(selection: number): void {
-    this.#send(grabPayload(selection, this.#owned[selection]!, this.#layout, this.#lastSerial));
+    this.#send(
+      grabPayload(selection, this.#owned[selection]!, this.#layout, this.#lastSerial, false),
+    );
     this.#ownedSent[selection] = true;
   }
 
   #flushMouse(): void {
     const mouse = this.#mouse;
-    if (mouse === undefined || this.#mouseSent || this.#guestCaps === undefined) return;
-    if (!hasCapability(this.#guestCaps, Capability.MOUSE_STATE)) return;
+    if (mouse === undefined || this.#mouseSent || !this.#linkUp) return;
+    if (!hasCapability(this.#guestCaps!, Capability.MOUSE_STATE)) return;
     this.#mouseSent = true;
     this.#send({ kind: "mouse_state", ...mouse });
   }
@@ -588,9 +763,11 @@ export class HostSession
       }
       this.#lastSerial[selection] = serial;
     }
+    this.#unseen[selection] = false;
     this.#owned[selection] = undefined;
     this.#ownedSent[selection] = false;
     this.#dropGuestRequests(selection);
+    this.#deferred[selection] = [];
     this.#offers[selection] = serial === undefined ? { types } : { serial, types };
     this.#handler.onGuestGrab?.(selection, types);
   }
@@ -600,12 +777,36 @@ export class HostSession
       (s) => new ClipboardError("RELEASED", "Cannot paste: the guest released the selection", s),
       selection,
     );
+    if (
+      this.#offers[selection] === undefined && this.#owned[selection] === undefined &&
+      this.#unseen[selection]
+    ) {
+      // The guest owned it, so it grabbed it, and that grab never arrived: it was lost with the
+      // old relay's connection, and moved the guest's serial on unseen. (Where the host owns the
+      // selection, the guest still owning it means the host's own grab was lost: its serial is
+      // the one the guest expects.)
+      this.#unseen = [false, false, false];
+      this.#diagnose({
+        code: "LOST_GRAB",
+        message:
+          `The guest released selection ${selection}, whose grab never arrived: its serial moved on unseen, so the session announces itself to set the serials back to 0`,
+        selection,
+      });
+      if (!this.#ended) this.#reannounce();
+      return;
+    }
     if (this.#offers[selection] === undefined) return;
     this.#offers[selection] = undefined;
     this.#handler.onGuestRelease?.(selection);
   }
 
   #onGuestData(selection: number, type: number, data: Uint8Array, payload: MessagePayload): void {
+    if (
+      selection === PROBE_SELECTION && type === ClipboardType.NONE && this.#probes > 0 &&
+      this.#requests.types(selection).length === 0
+    ) {
+      return this.#probeAnswered();
+    }
     if (this.#maxClipboard !== undefined && data.length > this.#maxClipboard) {
       const error = new ClipboardError(
         "TOO_LARGE",
@@ -615,6 +816,10 @@ export class HostSession
       this.#diagnose({ code: "TOO_LARGE", message: error.message, selection, error });
       if (this.#requests.fail(selection, type, error)) return;
     } else if (this.#requests.answer(selection, type, data)) {
+      return;
+    }
+    if (this.#duplicates[selection]! > 0) {
+      this.#duplicates[selection]!--; // the second answer to a request sent again
       return;
     }
     this.#diagnose({
@@ -627,6 +832,20 @@ export class HostSession
   }
 
   #onGuestRequest(selection: number, type: number): void {
+    if (this.#outbox.sealed || this.#waiting === "probe") {
+      // Nothing can leave now: kept for whoever sends next (this session, or the next relay).
+      const kept = this.#deferred[selection]!;
+      if (kept.length + this.#guestRequests[selection]!.length >= this.#limits.maxRequests) {
+        return this.#diagnose({
+          code: "TOO_MANY_REQUESTS",
+          message:
+            `The guest has ${kept.length} pastes waiting on selection ${selection}; this one is dropped`,
+          selection,
+        });
+      }
+      kept.push(type);
+      return;
+    }
     const owned = this.#owned[selection];
     if (owned === undefined || !owned.includes(type) || this.#handler.provide === undefined) {
       return this.#releaseHost(selection);
@@ -707,7 +926,7 @@ export class HostSession
       return {
         lastSerial: this.#lastSerial[s]!,
         ...(owned === undefined ? {} : { hostOffer: [...owned] }),
-        guestRequests: this.#guestRequests[s]!.map((r) => r.type),
+        guestRequests: [...this.#guestRequests[s]!.map((r) => r.type), ...this.#deferred[s]!],
         ...(offer === undefined ? {} : { guestOffer: offer }),
         hostRequests: this.#requests.types(s),
       };
@@ -721,15 +940,37 @@ export class HostSession
     };
   }
 
-  #restore(state: HostSessionState, reconnected: boolean): void {
+  /**
+   * Takes `state` over before any traffic. Four cases, by how the transport
+   * relates to the old one and whether the old relay read everything the
+   * guest sent until its connection closed (`drained`):
+   *
+   * - continued, not drained: the same byte streams go on (the old relay's
+   *   unwritten bytes are written first by the pipeline). Nothing is sent
+   *   again; the guest's pending pastes go to the provider.
+   * - continued, drained: the old relay's connection ended but the guest's
+   *   port stayed open (a new connection made before the guest resumed after
+   *   a migration). What the old relay wrote last may be lost (bytes written
+   *   to a VM that had stopped), so the host's grabs, its outstanding requests
+   *   and the mouse go again at once.
+   * - reconnected, drained: the guest saw its port close and reopen, which
+   *   made it drop the host's grabs and release its own offers (the releases
+   *   arrive here); its serials stayed, and the state has them all. The
+   *   session sends a probe first, and nothing else until it is answered (a
+   *   guest still closing its port drops what arrives), then grabs again,
+   *   serves the pastes and sends the mouse. It does not announce itself: that
+   *   would make the guest release what its user copied meanwhile.
+   * - reconnected, not drained: a guest grab may have been lost with the old
+   *   connection, so the guest's serials are unknown: the session announces
+   *   itself with request=1 (serials back to 0 on both sides) and grabs again
+   *   once the guest answers; the guest's offers and pastes are dropped.
+   */
+  #restore(state: HostSessionState, mode: RestoreMode): void {
     if (this.#announced || this.#closed) {
       throw new TypeError("Cannot restore the session: it has already started");
     }
-    // A continued session goes on silently. After a reconnect the session announces itself
-    // with request=1, as QEMU does when the guest opens its port: the agent kept its serials,
-    // but a guest grab lost with the old port advanced them past the checkpoint's, and the
-    // agent discards a host grab whose serial is behind. request=1 zeroes them on both sides.
-    this.#restored = !reconnected;
+    const { reconnected, drained, offers } = mode;
+    this.#restored = true;
     this.#hostCaps = [...state.hostCaps];
     this.#guestCaps = state.guestCaps === undefined ? undefined : [...state.guestCaps];
     this.#layout = this.#layoutFor(this.#guestCaps);
@@ -737,35 +978,60 @@ export class HostSession
     if (state.mouse !== undefined) {
       const { sent, ...mouse } = state.mouse;
       this.#mouse = mouse;
-      this.#mouseSent = sent;
+      this.#mouseSent = sent && !drained && !reconnected;
     }
+    // After a reconnect, a guest that never announced itself or an unknown serial: start again
+    // as a new client. On a stream that goes on, the old relay's announcement was sent already.
+    const quiet = !reconnected || (this.#guestCaps !== undefined && drained);
+    const probe = reconnected && quiet && this.#clipboardNegotiated() && this.#layout.selection!;
+    this.#resendRequests = quiet && drained;
     this.#outbox.run(() => {
-      if (reconnected) this.#announce();
       state.selections.forEach((s, selection) => {
-        this.#lastSerial[selection] = reconnected ? 0 : s.lastSerial;
+        this.#lastSerial[selection] = s.lastSerial;
         this.#owned[selection] = s.hostOffer === undefined ? undefined : [...s.hostOffer];
-        // After a reconnect the host's grabs go again once the guest answers our caps.
-        this.#ownedSent[selection] = !reconnected && s.hostOffer !== undefined &&
+        this.#ownedSent[selection] = !reconnected && !drained && s.hostOffer !== undefined &&
           this.#guestCaps !== undefined;
+        // A guest release of a selection it did not offer then means a grab lost on the way.
+        this.#unseen[selection] = quiet && drained && offers;
         for (const type of s.hostRequests ?? []) {
           const result = this.#requests.add(selection, type, this.#timeout);
           result.catch(() => {}); // whoever takes it from resumedRequests sees the failure
           this.#resumed.push({ selection, type, result });
         }
-        // After a reconnect the guest has released its offers and forgotten the host's grabs,
-        // and its pending pastes failed; otherwise they go on.
-        if (!reconnected) {
+        if (quiet) {
           if (s.guestOffer !== undefined) this.#offers[selection] = s.guestOffer;
-          for (const type of s.guestRequests) this.#onGuestRequest(selection, type);
+          this.#deferred[selection] = [...s.guestRequests];
         }
       });
-      this.#flushMouse();
+      if (!quiet) {
+        this.#announced = true;
+        this.#reannounce();
+      } else if (probe) {
+        this.#outbox.hold();
+        this.#ask("probe");
+      } else if (reconnected) {
+        // No probe can be laid out (no clipboard, or no CLIPBOARD_SELECTION): the
+        // announcement is what the guest answers.
+        this.#announced = true;
+        this.#reannounce();
+      } else {
+        this.#resume();
+      }
     });
+  }
+
+  /** Sends the host's resumed requests again: the old relay's may not have reached the guest. */
+  #sendResumedRequests(): void {
+    for (const { selection, type } of this.#resumed) {
+      this.#duplicates[selection]!++;
+      this.#send({ kind: "clipboard_request", selection, type });
+    }
   }
 
   #close(reason?: unknown): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#askTimer);
     failClosed(this.#requests, reason);
     for (let s = 0; s < 3; s++) this.#dropGuestRequests(s);
   }

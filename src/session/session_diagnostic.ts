@@ -14,7 +14,12 @@ import type { MessagePayload } from "../protocol/message_payload.ts";
  * - `PROVIDER_FAILED`: the clipboard provider threw or rejected; the peer got a release.
  * - `TOO_LARGE`: clipboard data over a limit, refused.
  * - `REQUEST_EXPIRED`: a peer's request waited too long; it got a release.
- * - `TOO_MANY_REQUESTS`: a peer has too many requests pending on a selection; it got a release.
+ * - `TOO_MANY_REQUESTS`: a peer has too many requests pending on a selection; it got a release
+ *   (or, while the session may not send, the request was dropped).
+ * - `LOST_GRAB`: a restored session heard the guest release a selection whose grab never
+ *   arrived (it was lost with the old relay's connection): the session announces itself.
+ * - `RESYNC`: a pipeline whose transport was reconnected skipped bytes at its start, the rest of
+ *   a message the old connection had begun, up to the first message header.
  */
 export type SessionDiagnosticCode =
   | "GRAB_DISCARDED"
@@ -26,7 +31,9 @@ export type SessionDiagnosticCode =
   | "PROVIDER_FAILED"
   | "TOO_LARGE"
   | "REQUEST_EXPIRED"
-  | "TOO_MANY_REQUESTS";
+  | "TOO_MANY_REQUESTS"
+  | "LOST_GRAB"
+  | "RESYNC";
 
 /** Something a session ignored, adjusted or refused, for logs and metrics. */
 export interface SessionDiagnostic {

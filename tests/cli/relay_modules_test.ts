@@ -137,6 +137,7 @@ test("parseRelayArgs reads every flag, drops a leading --, and refuses bad value
       connect: { transport: "tcp", hostname: "::1", port: 5900 },
       state: "vm.state",
       resume: "continued",
+      standby: false,
       listen: { hostname: "localhost", port: 0 },
       mouse: false,
       clipboard: false,
@@ -146,9 +147,22 @@ test("parseRelayArgs reads every flag, drops a leading --, and refuses bad value
   assert.deepEqual(parseRelayArgs(["--connect", "unix:/run/vm.sock"]), {
     connect: { transport: "unix", path: "/run/vm.sock" },
     resume: "reconnected",
+    standby: false,
     mouse: true,
     clipboard: true,
   });
+  assert.deepEqual(
+    parseRelayArgs(["--connect", "unix:/run/b.sock", "--state", "vm.state", "--standby"]),
+    {
+      connect: { transport: "unix", path: "/run/b.sock" },
+      state: "vm.state",
+      resume: "continued",
+      standby: true,
+      mouse: true,
+      clipboard: true,
+    },
+    "a standby resumes continued",
+  );
   assert.equal(parseRelayArgs(["--help"]), undefined);
   const bad: [string[], RegExp][] = [
     [[], /--connect is required/],
@@ -156,6 +170,11 @@ test("parseRelayArgs reads every flag, drops a leading --, and refuses bad value
     [["--connect", "tcp:host:99999"], /HOST:PORT/],
     [["--connect", "tcp:host:0"], /port other than 0/],
     [["--connect", "unix:/x", "--resume", "continued"], /--resume needs --state/],
+    [["--connect", "unix:/x", "--standby"], /--standby needs --state/],
+    [
+      ["--connect", "unix:/x", "--state", "s", "--standby", "--resume", "reconnected"],
+      /--standby resumes continued/,
+    ],
     [["--connect", "unix:/x", "--max-clipboard", "1e6"], /--max-clipboard/],
     [["--connect", "unix:/x", "extra"], /positional/],
   ];

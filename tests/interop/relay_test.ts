@@ -105,7 +105,7 @@ async function guestToHost(
 }
 
 scenario(
-  "vdagent-relay hands the real agent's session off on SIGTERM; a restart with --state (reconnected) is one more client and keeps the clipboard working",
+  "vdagent-relay hands the real agent's session off on SIGTERM; a restart with --state (reconnected) takes it over without announcing itself, the guest's copy made meanwhile included",
   { onHostDisconnect: "reopen-port" },
   async ({ stack, dir, start }) => {
     const state = `${dir}/vm1.state`;
@@ -128,8 +128,11 @@ scenario(
     assert.match(a.stderr, /handed off: checkpoint of \d+ bytes \(and 1 host copies\) written to /);
     assert.equal((a.events.find((e) => e.event === "checkpoint") as Event).file, state);
     // QEMU's socket chardev closes the port with the socket: the agent notices, releases what
-    // its user offered, and keeps its serials.
+    // its user offered, drops the host's copy, and keeps its serials.
     await stack.waitForLog(/lost spice client connection/, { since: mark, src: "vdagentd" });
+    // The guest's user copies while no relay is connected: the daemon holds the grab.
+    await stack.guestCopy("copied while no relay was connected", { selection: "primary" });
+    await stack.waitForLog(/clipboard grab/, { since: mark, src: "vdagentd" });
 
     mark = stack.logMark();
     const b = start(["--state", state], "relay B");
@@ -141,12 +144,19 @@ scenario(
     });
     assert.match(
       await b.logged(/restored .* \(checkpoint of \d+ bytes, resume reconnected\)[^\n]*/),
-      /the port was reopened, so it announces itself \(request=1\)/,
+      /does not announce itself, sends a probe/,
     );
-    // B announces itself: the agent takes it for a new client and zeroes its serials.
-    await stack.waitForLog(/New client connected/, { since: mark, src: "vdagentd" });
-    // Once the guest answered, B grabs A's copy again, serial 0: the guest's user pastes A's
-    // text, from B.
+    // B starts from A's state (the guest's PRIMARY offer among it), hears the release of that
+    // copy, then the copy made in the gap, whose serial goes on, and fetches it.
+    const restored = await b.next("offer", (e) => e.selection === "primary");
+    assert.equal(restored.serial, first.serial);
+    await b.next("release", (e) => e.selection === "primary" && e.by === "guest");
+    const gap = await b.next("offer", (e) => e.selection === "primary" && e !== restored);
+    assert.equal(gap.serial, first.serial as number + 1, "the guest's serial went on");
+    await b.send({ cmd: "paste", id: "b0", selection: "primary" });
+    assert.equal((await b.answer("b0")).text, "copied while no relay was connected");
+    // Once the probe was answered, B grabs A's copy again with the serial the guest expects: the
+    // guest's user pastes A's text, from B.
     await stack.waitForLog(/received clipboard grab, arg1: 0,/, { since: mark, src: "vdagent" });
     await stack.waitForGuestOwner("clipboard", "agent");
     const again = await stack.guestPaste();
@@ -155,11 +165,9 @@ scenario(
     // Both ways on B.
     await hostToGuest(stack, b, "from relay B", "b1");
     const next = await guestToHost(stack, b, "copied in the guest, after", "b2", "primary");
-    assert.equal(first.serial, 0);
-    assert.equal(next.serial, 0, "the guest's serials restarted at B's announcement");
-    // The agent saw exactly one more client, B, and discarded no grab.
-    assert.equal(logCount(stack, /New client connected/), 2);
-    assert.equal(logCount(stack, /New client connected/, mark), 1);
+    assert.equal(next.serial, gap.serial as number + 1, "no reset: the serials go on");
+    // The agent saw one client in all, and discarded no grab.
+    assert.equal(logCount(stack, /New client connected/), 1);
     assert.equal(logCount(stack, /grab discard/), 0);
     assert.deepEqual(b.events.filter((e) => e.event === "diagnostic" || e.event === "error"), []);
     await assert.rejects(Deno.stat(state), Deno.errors.NotFound, "B consumed the state file");
