@@ -255,3 +255,29 @@ test("HostSession announces itself again when the guest leaves its announcement 
   assert.equal(str(await g.guest.request(0, TEXT)), "host text");
   await b.relay.close();
 });
+
+test("HostSession restored reconnected sends a paste asked while probing once the guest answers, unless it settled", async () => {
+  const host = new HostSession();
+  const d = drive(host);
+  const offer = { serial: 0, types: [TEXT] };
+  hostInternals.get(host)!.restore({
+    hostCaps: host.hostCaps,
+    guestCaps: LINUX_CAPS,
+    selections: [
+      { lastSerial: 0, guestRequests: [], guestOffer: offer },
+      { lastSerial: 0, guestRequests: [], guestOffer: offer },
+      { lastSerial: 0, guestRequests: [] },
+    ],
+  }, { reconnected: true, drained: true, offers: true });
+  assert.deepEqual(d.take(), [{ kind: "clipboard_request", selection: 2, type: 0 }]);
+  const clipboard = host.request(0, TEXT);
+  const primary = host.request(1, TEXT);
+  assert.deepEqual(d.take(), [], "nothing but the probe until the guest answers it");
+  d.send(BOTH, { kind: "clipboard_release", selection: 1 });
+  await assert.rejects(primary, (e) => (e as { code: string }).code === "RELEASED");
+  d.send(BOTH, { kind: "clipboard", selection: 2, type: 0, data: new Uint8Array(0) });
+  assert.deepEqual(d.take(), [{ kind: "clipboard_request", selection: 0, type: TEXT }]);
+  d.send(BOTH, { kind: "clipboard", selection: 0, type: TEXT, data: text("guest") });
+  assert.equal(str(await clipboard), "guest");
+  d.close();
+});

@@ -52,8 +52,14 @@ export interface RunnerOptions extends PipelineOptions {
 
 /** How a hand-off that ends the transport proceeds; see {@linkcode PipelineRunner.handOff}. */
 export interface Drain {
-  /** Milliseconds to wait for the peer to close its side. */
+  /** Most milliseconds the drain takes. */
   timeout: number;
+  /**
+   * Milliseconds without input, once the writable side is closed, after which
+   * everything the peer sent is taken as read (a peer that stopped, such as
+   * a VM stopped at the end of its migration, never closes its side).
+   */
+  quiet: number;
   /** Stops the session's output, before the queue is written out. */
   seal(): void;
 }
@@ -63,7 +69,10 @@ export interface HandOff<T> {
   captured: T;
   inbound: Uint8Array;
   outbound: Uint8Array;
-  /** With a drain: the peer closed its side, so everything it sent was read. */
+  /**
+   * With a drain: the peer closed its side, or sent nothing for the drain's
+   * quiet time after the writable side closed: everything it sent was read.
+   */
   drained: boolean;
 }
 
@@ -99,8 +108,12 @@ export class PipelineRunner {
    * written, the writable side closed, and the input read to its end).
    */
   #handOff: { lossless: boolean; drain: Drain | undefined } | undefined;
-  /** The peer closed its side during a drain. */
+  /** The peer closed its side during a drain, or went quiet after the writable side closed. */
   #eof = false;
+  /** When the last input arrived, or the writable side closed during a drain. */
+  #lastInput = 0;
+  /** The writable side was closed by a drain. */
+  #closedWrite = false;
   /** Resolves when a drain runs out of time: a write in flight is given up. */
   #drainOver = Promise.withResolvers<void>();
   /** While resynchronizing: the bytes kept from the last read, a start may begin in them. */
@@ -231,10 +244,19 @@ export class PipelineRunner {
     } else {
       this.#session.run(() => {}); // what the session holds leaves first
       drain.seal();
-      timer = setTimeout(() => {
+      const started = Date.now();
+      const check = () => {
+        const now = Date.now();
+        if (this.#closedWrite && now - this.#lastInput >= drain.quiet) {
+          this.#eof = true;
+        } else if (now - started < drain.timeout) {
+          timer = setTimeout(check, Math.min(drain.quiet, 50));
+          return;
+        }
         this.#drainOver.resolve();
         this.#reader.releaseLock();
-      }, drain.timeout);
+      };
+      timer = setTimeout(check, Math.min(drain.quiet, 50));
     }
     this.#wakeIn?.();
     this.#wakeOut?.();
@@ -383,6 +405,7 @@ export class PipelineRunner {
             break;
           }
           // Bytes read are dispatched even at a hand-off: they left the transport.
+          this.#lastInput = Date.now();
           this.#push(result.value);
           this.#onChange?.();
         }
@@ -420,6 +443,8 @@ export class PipelineRunner {
             this.#writer.releaseLock();
             await this.#closeWrite();
           }
+          this.#lastInput = Math.max(this.#lastInput, Date.now());
+          this.#closedWrite = true;
           return;
         }
         // At a hand-off, lossless keeps the rest for the checkpoint; minimal drains.

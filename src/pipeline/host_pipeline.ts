@@ -51,14 +51,18 @@ export interface CheckpointOptions {
    * connection): stop sending, write what is queued, close the writable side
    * (through the transport's `closeWrite` when it has one, as a Deno `Conn`
    * does), and read what the guest already sent until the peer closes its
-   * side, at most `drainTimeout` ms. QEMU's socket chardev closes its side
-   * when it reads the end of ours, so nothing the guest wrote is lost, and
-   * the checkpoint says so (`drained`): the next relay then knows the guest's
-   * serials and need not announce itself. Default `false`: reading stops at
-   * once and the transport, with what it holds, is left to the next relay.
+   * side, or sends nothing for 200 ms: QEMU's socket chardev closes its side
+   * when it reads the end of ours, and on a source VM stopped at the end of
+   * its migration it sends nothing more; what it could not write yet stays
+   * in the guest's queue for the next client. So nothing the guest wrote is
+   * lost, and the checkpoint says so (`drained`): the next relay then knows
+   * the guest's serials and need not announce itself. A drain that runs out
+   * of time (`drainTimeout`) while bytes still arrive is not `drained`.
+   * Default `false`: reading stops at once and the transport, with what it
+   * holds, is left to the next relay.
    */
   drain?: boolean;
-  /** Milliseconds a `drain` waits for the peer to close its side. Default 2000. */
+  /** Most milliseconds a `drain` takes. Default 2000. */
   drainTimeout?: number;
 }
 
@@ -214,7 +218,11 @@ export function createHostPipeline(
       const mode = options.mode ?? checkpoints.mode;
       const lossless = mode === "lossless";
       const drain = options.drain
-        ? { timeout: checkDrainTimeout(options.drainTimeout), seal: () => host.seal() }
+        ? {
+          timeout: checkDrainTimeout(options.drainTimeout),
+          quiet: DRAIN_QUIET,
+          seal: () => host.seal(),
+        }
         : undefined;
       const { captured, inbound, outbound, drained } = await runner.handOff(lossless, () => {
         host.seal();
@@ -236,6 +244,8 @@ export function createHostPipeline(
 }
 
 const DEFAULT_DRAIN_TIMEOUT = 2000;
+/** Milliseconds without input after which a drain takes the peer as done. */
+const DRAIN_QUIET = 200;
 
 function checkDrainTimeout(timeout: number | undefined): number {
   if (timeout === undefined) return DEFAULT_DRAIN_TIMEOUT;

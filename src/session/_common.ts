@@ -223,8 +223,9 @@ export function grabPayload(
 
 /**
  * Checks a paste of `type` on `selection` against what the peer offers,
- * registers it and asks the peer through `outbox`. A paste the peer does not
- * offer is rejected and nothing is sent. Failures come as rejections.
+ * registers it and asks the peer through `outbox` (unless the caller sends it
+ * later: `undefined`). A paste the peer does not offer is rejected and
+ * nothing is sent. Failures come as rejections.
  */
 export function startRequest(
   requests: RequestTable,
@@ -234,7 +235,7 @@ export function startRequest(
   type: number,
   timeout: number,
   signal: AbortSignal | undefined,
-  outbox: Outbox,
+  outbox: Outbox | undefined,
   layout: PayloadOptions,
 ): Promise<Uint8Array> {
   if (!offer?.types.includes(type)) {
@@ -247,7 +248,7 @@ export function startRequest(
     );
   }
   const result = requests.add(selection, type, timeout, signal);
-  outbox.send(requestMessage(selection, type, layout));
+  outbox?.send(requestMessage(selection, type, layout));
   return result;
 }
 

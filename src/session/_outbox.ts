@@ -15,8 +15,6 @@ export class Outbox {
   #depth = 0;
   #scheduled = false;
   #sealed = false;
-  /** Messages sent while held, in order; `undefined` when not holding. */
-  #held: AgentMessage[] | undefined;
 
   /** Where batches go; until set, they wait. */
   attach(deliver: (batch: AgentMessage[]) => void): void {
@@ -33,22 +31,8 @@ export class Outbox {
     return this.#batchBytes;
   }
 
-  /** Whether `hold` is in effect. */
-  get holding(): boolean {
-    return this.#held !== undefined;
-  }
-
-  /** Queues a message, or keeps it back while holding. */
+  /** Queues a message. */
   send(message: AgentMessage): void {
-    if (this.#held !== undefined && !this.#sealed) {
-      this.#held.push(message);
-      return;
-    }
-    this.sendNow(message);
-  }
-
-  /** Queues a message even while holding. */
-  sendNow(message: AgentMessage): void {
     if (this.#sealed) return;
     this.#batch.push(message);
     this.#batchBytes += message.data.length;
@@ -80,31 +64,10 @@ export class Outbox {
     this.#deliver(batch);
   }
 
-  /**
-   * Keeps what `send` gets back until `release` or `drop`. The caller bounds
-   * what it sends meanwhile.
-   */
-  hold(): void {
-    this.#held ??= [];
-  }
-
-  /** Stops holding: what was kept back is queued, in order. */
-  release(): void {
-    const held = this.#held;
-    this.#held = undefined;
-    for (const message of held ?? []) this.sendNow(message);
-  }
-
-  /** Stops holding: what was kept back is dropped. */
-  drop(): void {
-    this.#held = undefined;
-  }
-
   /** Stops all output for good; what was queued is dropped. */
   seal(): void {
     this.#batch = [];
     this.#batchBytes = 0;
-    this.#held = undefined;
     this.#sealed = true;
   }
 }

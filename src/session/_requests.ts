@@ -39,6 +39,13 @@ export class RequestTable {
     return this.#queues[selection]!.map((p) => p.type);
   }
 
+  /** How many requests of `type` are outstanding on `selection`. */
+  count(selection: number, type: number): number {
+    let n = 0;
+    for (const p of this.#queues[selection]!) if (p.type === type) n++;
+    return n;
+  }
+
   /**
    * Registers a request; the caller sends it. Settles on an answer, a
    * failure, the timeout (ms, 0 for none) or the signal.

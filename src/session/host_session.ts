@@ -206,6 +206,8 @@ export class HostSession
   #resumed: ResumedRequest[] = [];
   /** Resumed requests sent again: an answer beyond the first is expected. */
   #duplicates = [0, 0, 0];
+  /** Host requests outstanding and not sent yet (or sent again at a resume), oldest first. */
+  #unsent: { selection: number; type: number }[] = [];
   /** Selections on which a restored session has not yet seen a guest grab. */
   #unseen = [false, false, false];
   /**
@@ -412,7 +414,9 @@ export class HostSession
       return Promise.reject(error);
     }
     const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
-    return startRequest(
+    // While probing, what is sent may be dropped: the request goes once the guest answers.
+    const later = this.#waiting === "probe";
+    const result = startRequest(
       this.#requests,
       this.#offers[selection],
       "guest",
@@ -420,9 +424,11 @@ export class HostSession
       type,
       timeout,
       options?.signal,
-      this.#outbox,
+      later ? undefined : this.#outbox,
       this.#layout,
     );
+    if (later) this.#unsent.push({ selection, type });
+    return result;
   }
 
   /**
@@ -534,7 +540,7 @@ export class HostSession
     if (this.#waiting === "probe" && this.#asks === PROBES) return this.#reannounce();
     if (this.#waiting === "caps" && this.#asks === ANNOUNCEMENTS) return;
     if (this.#waiting === "caps") {
-      this.#outbox.sendNow(
+      this.#outbox.send(
         encodeMessage(
           { kind: "announce_capabilities", request: true, caps: this.#hostCaps },
           this.#layout,
@@ -542,7 +548,7 @@ export class HostSession
       );
     } else {
       this.#probes++;
-      this.#outbox.sendNow(
+      this.#outbox.send(
         encodeMessage(
           { kind: "clipboard_request", selection: PROBE_SELECTION, type: ClipboardType.NONE },
           this.#layout,
@@ -561,7 +567,7 @@ export class HostSession
    * once the guest answers.
    */
   #reannounce(): void {
-    this.#outbox.drop();
+    this.#unsent = [];
     for (let s = 0; s < 3; s++) {
       this.#ownedSent[s] = false;
       this.#deferred[s] = [];
@@ -576,12 +582,8 @@ export class HostSession
     if (this.#waiting !== "probe") return;
     this.#waiting = undefined;
     clearTimeout(this.#askTimer);
-    this.#outbox.release();
     this.#resume();
   }
-
-  /** Whether resumed requests go again once the guest reads this session: see `#restore`. */
-  #resendRequests = false;
 
   /**
    * Sends what a restored session owes the guest: the host's grabs it has not
@@ -591,7 +593,19 @@ export class HostSession
    * serve, and the mouse.
    */
   #resume(): void {
-    if (this.#resendRequests) this.#sendResumedRequests();
+    // The host's requests still outstanding that were not sent, or may have been lost.
+    const unsent = this.#unsent;
+    this.#unsent = [];
+    const sent = new Map<string, number>();
+    for (const { selection, type } of unsent) {
+      const key = `${selection}/${type}`;
+      const n = (sent.get(key) ?? 0) + 1;
+      sent.set(key, n);
+      // One settled meanwhile (the guest released its copy, a timeout) is not asked.
+      if (n <= this.#requests.count(selection, type)) {
+        this.#send({ kind: "clipboard_request", selection, type });
+      }
+    }
     const clipboard = this.#clipboardNegotiated();
     for (const s of grabsToSend(this.#owned, this.#ownedSent, clipboard, this.#layout, false)) {
       this.#sendGrab(s);
@@ -686,7 +700,7 @@ export class HostSession
   #onCaps(caps: readonly number[], request: boolean): void {
     const again = this.#guestCaps !== undefined;
     // Any announcement answers ours; one that arrives while probing means the guest restarted.
-    if (this.#waiting === "probe") this.#outbox.drop();
+    this.#unsent = [];
     this.#waiting = undefined;
     clearTimeout(this.#askTimer);
     if (this.#outbox.sealed) this.#sealedCaps = true;
@@ -984,7 +998,6 @@ export class HostSession
     // as a new client. On a stream that goes on, the old relay's announcement was sent already.
     const quiet = !reconnected || (this.#guestCaps !== undefined && drained);
     const probe = reconnected && quiet && this.#clipboardNegotiated() && this.#layout.selection!;
-    this.#resendRequests = quiet && drained;
     this.#outbox.run(() => {
       state.selections.forEach((s, selection) => {
         this.#lastSerial[selection] = s.lastSerial;
@@ -997,6 +1010,12 @@ export class HostSession
           const result = this.#requests.add(selection, type, this.#timeout);
           result.catch(() => {}); // whoever takes it from resumedRequests sees the failure
           this.#resumed.push({ selection, type, result });
+          if (quiet && drained) {
+            // The old relay's may have been lost with its connection: asked again, and the
+            // second answer, if both arrive, is expected.
+            this.#unsent.push({ selection, type });
+            this.#duplicates[selection]!++;
+          }
         }
         if (quiet) {
           if (s.guestOffer !== undefined) this.#offers[selection] = s.guestOffer;
@@ -1007,7 +1026,6 @@ export class HostSession
         this.#announced = true;
         this.#reannounce();
       } else if (probe) {
-        this.#outbox.hold();
         this.#ask("probe");
       } else if (reconnected) {
         // No probe can be laid out (no clipboard, or no CLIPBOARD_SELECTION): the
@@ -1018,14 +1036,6 @@ export class HostSession
         this.#resume();
       }
     });
-  }
-
-  /** Sends the host's resumed requests again: the old relay's may not have reached the guest. */
-  #sendResumedRequests(): void {
-    for (const { selection, type } of this.#resumed) {
-      this.#duplicates[selection]!++;
-      this.#send({ kind: "clipboard_request", selection, type });
-    }
   }
 
   #close(reason?: unknown): void {

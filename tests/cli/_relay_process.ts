@@ -53,6 +53,11 @@ export class RelayProcess {
     return this.#child.pid;
   }
 
+  /** The exit code, once it exited. */
+  get exitCode(): number | undefined {
+    return this.#exit;
+  }
+
   /** What the relay logged on standard error so far. */
   get stderr(): string {
     return this.#stderr;
