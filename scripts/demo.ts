@@ -290,7 +290,11 @@ if (withCheckpoint) {
     say("Relay B starts from the checkpoint: it does not announce itself, and reads on.");
     writtenBy = "B";
     endB = relayEnd("B");
-    relayB = createHostPipeline(endB, { ...relayOptions("B"), restore: bytes });
+    relayB = createHostPipeline(endB, {
+      ...relayOptions("B"),
+      restore: bytes,
+      resume: "continued",
+    });
     offerAfter = relayB.session.guestOffer(CLIPBOARD);
     handedOff.resolve();
   };
@@ -329,6 +333,7 @@ if (withCheckpoint) {
   endB = relayEnd("B");
   relayB = createHostPipeline(endB, {
     ...relayOptions("B"),
+    resume: "continued",
     restore: {
       mode: "minimal",
       hostCaps: relayA.session.hostCaps, // the same relay, configured the same way

@@ -202,7 +202,11 @@ function handOff(mode: "lossless" | "minimal"): Promise<void> {
     const old = relay;
     const checkpoint = await old.checkpoint({ mode });
     await old.done;
-    relay = createHostPipeline(transport, { ...hostOptions, restore: checkpoint });
+    relay = createHostPipeline(transport, {
+      ...hostOptions,
+      restore: checkpoint,
+      resume: "continued",
+    });
     successor.set(old, relay);
     handOffs[mode]++;
   });

@@ -9,7 +9,8 @@
 // - what the guest writes while no client is connected is held for the next client, in order;
 // - what a new client writes before the guest has handled the previous close is dropped;
 // - QEMU closes its side when it reads the end of the client's (a half-close), after what it had;
-// - a live migration: once the source VM stopped, what the client writes to the source is lost;
+// - a live migration: once the source VM stopped, what the client writes to the source is lost,
+//   and the source no longer reads, so it never closes its side after the client's half-close;
 //   on the destination, the guest's port closes unless a client is connected when it resumes.
 import type { Transport } from "../mod.ts";
 import type { GuestSession } from "../mod.ts";
@@ -123,11 +124,12 @@ export class QemuPort {
   #disconnect(client: Client): void {
     if (!client.open) return;
     client.open = false;
+    if (this.#client === client) this.#client = undefined;
+    // A stopped source VM does not read the end of the client's side, so it never closes its own.
+    if (client.stopped) return;
     try {
       client.controller.close();
     } catch { /* cancelled */ }
-    if (this.#client === client) this.#client = undefined;
-    if (client.stopped) return; // the guest is on the destination
     this.#close();
   }
 

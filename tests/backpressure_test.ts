@@ -186,7 +186,7 @@ test("createHostPipeline carries a read it paused in over a hand-off, losing and
       readable: source.readable,
       writable: new WritableStream({ write: (bytes) => void written.push(bytes.slice()) }),
     },
-    { clipboard, restore: state },
+    { clipboard, restore: state, resume: "continued" },
   );
   await b.done;
   const messages = (await collect(

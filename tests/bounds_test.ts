@@ -204,7 +204,7 @@ test("A lossless checkpoint in the middle of a skipped message stays small, and 
   g2h.onStop = async () => {
     const checkpoint = await relay.checkpoint({ mode: "lossless" });
     size = checkpoint.length;
-    relay = createHostPipeline(transport, { ...options, restore: checkpoint });
+    relay = createHostPipeline(transport, { ...options, restore: checkpoint, resume: "continued" });
     g2h.stopAt = undefined;
   };
   const writer = g2h.writable.getWriter();

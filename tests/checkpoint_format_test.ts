@@ -360,3 +360,45 @@ test("describeCheckpoint shows a checkpoint as plain JSON", () => {
     wire: { inboundBytes: 31, outboundBytes: 3 },
   });
 });
+
+test("decodeCheckpoint reads back DRAINED and what was owed (OWED), in both modes, and refuses a bad OWED", () => {
+  const state: CheckpointState = {
+    mode: "lossless",
+    hostCaps: [0x00020061],
+    guestCaps: [0x00038de7],
+    selections: [
+      { lastSerial: 2, hostOffer: [1], hostOfferSent: false, guestRequests: [], hostRequests: [] },
+      { ...empty, hostRequests: [] },
+      { ...empty, hostRequests: [] },
+    ],
+    awaiting: "probe",
+    drained: true,
+  };
+  assert.deepEqual(decodeCheckpoint(encodeCheckpoint(state)), state);
+  const minimal = decodeCheckpoint(encodeCheckpoint({ ...state, mode: "minimal" }));
+  assert.equal(minimal.drained, true);
+  assert.equal(minimal.awaiting, "probe");
+  assert.equal(minimal.selections[0].hostOfferSent, false);
+  assert.equal(encodeCheckpoint({ ...state, mode: "minimal" })[6], 0b100, "only DRAINED");
+  // OWED naming a selection the host does not own, or waiting for something unknown.
+  rejects(
+    forge(concat(section(0x01, SESSION), section(0x85, new Uint8Array([1, 0])))),
+    "MALFORMED",
+  );
+  const owns = concat(new Uint8Array([1]), u32s(0x20061), new Uint8Array([1]), u32s(0x38de7));
+  const session = concat(owns, new Uint8Array([0, 2, 0, 0, 0, 0, 0, 0, 0])); // owns CLIPBOARD
+  assert.equal(
+    decodeCheckpoint(forge(concat(section(0x01, session), section(0x85, new Uint8Array([1, 1])))))
+      .awaiting,
+    "caps",
+  );
+  rejects(
+    forge(concat(section(0x01, session), section(0x85, new Uint8Array([1, 3])))),
+    "MALFORMED",
+  );
+  rejects(
+    forge(concat(section(0x01, session), section(0x85, new Uint8Array([8, 0])))),
+    "MALFORMED",
+  );
+  rejects(forge(concat(section(0x01, session), section(0x85, new Uint8Array([1])))), "MALFORMED");
+});

@@ -281,3 +281,46 @@ test("HostSession restored reconnected sends a paste asked while probing once th
   assert.equal(str(await clipboard), "guest");
   d.close();
 });
+
+test("createHostPipeline hands on a grab still owed to the guest: reconnected, then continued at once", async () => {
+  // A grabbed PRIMARY; B restores A's checkpoint on a new connection and owes the guest that grab
+  // until the guest answers its announcement; C takes B's checkpoint over at once, continued.
+  const g = guestOnPort();
+  const connA = g.port.connect();
+  const a = relayOn(connA);
+  await until(() => a.relay.session.guestCaps !== undefined, "caps");
+  a.copy(1, "host primary");
+  await until(() => g.events.includes("host grab 1 [1]"), "A's grab");
+  const fromA = await a.relay.checkpoint();
+  await a.relay.done;
+  connA.closeWrite(); // A's relay closes its socket
+  const conn = g.port.connect();
+  const b = relayOn(conn, { restore: fromA, resume: "reconnected" });
+  const fromB = await b.relay.checkpoint();
+  await b.relay.done;
+  assert.equal(decodeCheckpoint(fromB).selections[1].hostOfferSent, false, "still owed");
+  const c = relayOn(conn, { restore: fromB, resume: "continued" });
+  c.hostData.set(1, "host primary");
+  await until(() => g.events.filter((e) => e === "host grab 1 [1]").length === 2, "the grab");
+  assert.equal(str(await g.guest.request(1, TEXT)), "host primary");
+  await c.relay.close();
+});
+
+test("HostSession restored continued takes the answer to the probe its predecessor sent", () => {
+  const host = new HostSession({ retryInterval: 0 });
+  const d = drive(host);
+  hostInternals.get(host)!.restore({
+    hostCaps: host.hostCaps,
+    guestCaps: LINUX_CAPS,
+    selections: [
+      { lastSerial: 3, guestRequests: [], hostOffer: [TEXT], hostOfferSent: false },
+      { lastSerial: 0, guestRequests: [] },
+      { lastSerial: 0, guestRequests: [] },
+    ],
+    awaiting: "probe",
+  }, { reconnected: false, drained: false, offers: true });
+  assert.deepEqual(d.take(), [], "the question is on its way already");
+  d.send(BOTH, { kind: "clipboard", selection: 2, type: 0, data: new Uint8Array(0) });
+  assert.deepEqual(d.take(), [{ kind: "clipboard_grab", selection: 0, serial: 3, types: [TEXT] }]);
+  d.close();
+});

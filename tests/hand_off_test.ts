@@ -84,7 +84,11 @@ async function exchange(
       const a = relay;
       const checkpoint = await a.checkpoint();
       await a.done;
-      relay = createHostPipeline(transport, { ...hostOptions, restore: checkpoint });
+      relay = createHostPipeline(transport, {
+        ...hostOptions,
+        restore: checkpoint,
+        resume: "continued",
+      });
       successor.set(a, relay);
       handOffs++;
     });
@@ -334,6 +338,7 @@ test("StateCheckpoint in minimal mode hands off at every message boundary, and t
       await relay.done;
       relay = createHostPipeline(r.transport, {
         restore: checkpoint,
+        resume: "continued",
         clipboard: {
           provide: (s) => text(`host ${s}`),
           onGuestGrab: (s) => void r.events.push(`guest grab ${s}`),
@@ -463,6 +468,7 @@ test("createHostPipeline hands a guest paste pending in the checkpoint to the ne
     assert.equal(h2g.written, written, "after checkpoint() the old relay sends nothing");
     const b = createHostPipeline(transport, {
       restore: checkpoint,
+      resume: "continued",
       clipboard: { provide: () => has ? text("from B") : undefined },
     });
     if (has) {

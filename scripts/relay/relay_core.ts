@@ -118,7 +118,7 @@ export class RelayCore {
       ...(options.maxClipboard === undefined ? {} : { maxClipboard: options.maxClipboard }),
       ...(options.restore === undefined
         ? {}
-        : { restore: options.restore.checkpoint, resume: options.resume ?? "continued" }),
+        : { restore: options.restore.checkpoint, resume: options.resume ?? "reconnected" }),
       clipboard: options.clipboard
         ? {
           onGuestGrab: (selection) => {

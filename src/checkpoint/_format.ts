@@ -28,6 +28,7 @@ export const Section = {
   HOST_REQUESTS: 0x82,
   MOUSE: 0x83,
   GUEST_MAX: 0x84,
+  OWED: 0x85,
 } as const;
 
 /** Clipboard types in the SESSION section are bits of a mask: 1 to 31. */

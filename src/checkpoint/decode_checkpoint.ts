@@ -167,7 +167,9 @@ export function decodeCheckpoint(
     );
   }
   for (const tag of sections.keys()) {
-    const needs = tag === Section.INBOUND || tag === Section.OUTBOUND ? wire : lossless;
+    const needs = tag === Section.INBOUND || tag === Section.OUTBOUND
+      ? wire
+      : tag === Section.OWED || lossless;
     if (tag !== Section.SESSION && !needs) {
       throw malformed(
         `section ${SECTION_NAMES.get(tag)} does not belong in this kind of checkpoint`,
@@ -248,6 +250,23 @@ export function decodeCheckpoint(
     mouse.sent = sent === 1;
     m.end();
   }
+  let awaiting: "caps" | "probe" | undefined;
+  const owedBytes = sections.get(Section.OWED);
+  if (owedBytes !== undefined) {
+    const o = new ByteReader(owedBytes, "section OWED");
+    const mask = o.u8();
+    const asked = o.u8();
+    o.end();
+    for (let s = 0; s < 8; s++) {
+      if ((mask & (1 << s)) === 0) continue;
+      if (s > 2 || selections[s]!.hostOffer === undefined) {
+        throw malformed(`section OWED names selection ${s}, which the host does not own`);
+      }
+      selections[s] = { ...selections[s]!, hostOfferSent: false };
+    }
+    if (asked > 2) throw malformed(`section OWED waits for ${asked}`);
+    awaiting = asked === 1 ? "caps" : asked === 2 ? "probe" : undefined;
+  }
   let guestMaxClipboard: number | undefined;
   const maxBytes = sections.get(Section.GUEST_MAX);
   if (maxBytes !== undefined) {
@@ -269,6 +288,7 @@ export function decodeCheckpoint(
     selections: selections as [SelectionState, SelectionState, SelectionState],
     ...(mouse === undefined ? {} : { mouse }),
     ...(guestMaxClipboard === undefined ? {} : { guestMaxClipboard }),
+    ...(awaiting === undefined ? {} : { awaiting }),
     ...(inbound === undefined ? {} : {
       wire: { inbound, outbound: (sections.get(Section.OUTBOUND) ?? new Uint8Array(0)).slice() },
     }),

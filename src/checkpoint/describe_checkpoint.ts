@@ -56,6 +56,7 @@ export function describeCheckpoint(
       selection: selectionNames[i]!,
       lastSerial: s.lastSerial,
       ...(s.hostOffer === undefined ? {} : { hostOffer: names(s.hostOffer) }),
+      ...(s.hostOfferSent === false ? { hostOfferSent: false } : {}),
       guestRequests: names(s.guestRequests),
       ...(s.guestOffer === undefined ? {} : {
         guestOffer: {
@@ -69,6 +70,7 @@ export function describeCheckpoint(
     ...(state.guestMaxClipboard === undefined
       ? {}
       : { guestMaxClipboard: state.guestMaxClipboard }),
+    ...(state.awaiting === undefined ? {} : { awaiting: state.awaiting }),
     ...(state.wire === undefined ? {} : {
       wire: {
         inboundBytes: state.wire.inbound.length,
@@ -95,6 +97,7 @@ export interface CheckpointDescription {
     selection: string;
     lastSerial: number;
     hostOffer?: string[];
+    hostOfferSent?: boolean;
     guestRequests: string[];
     guestOffer?: { serial?: number; types: string[] };
     hostRequests?: string[];
@@ -103,6 +106,8 @@ export interface CheckpointDescription {
   mouse?: { x: number; y: number; buttons: number; display: number; sent: boolean };
   /** The guest's MAX_CLIPBOARD. */
   guestMaxClipboard?: number;
+  /** What the session was waiting for the guest to answer. */
+  awaiting?: string;
   /** Bytes in flight. */
   wire?: { inboundBytes: number; outboundBytes: number };
 }

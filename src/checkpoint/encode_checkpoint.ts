@@ -13,6 +13,9 @@ import {
   MINOR,
   Section,
 } from "./_format.ts";
+
+/** What OWED's second byte says the session waits for. */
+const AWAITING = [undefined, "caps", "probe"] as const;
 import { crc32 } from "./_crc32.ts";
 import { putU32 } from "../wire/_bytes.ts";
 import type { CheckpointState } from "./checkpoint_state.ts";
@@ -86,6 +89,20 @@ export function encodeCheckpoint(state: CheckpointState): Uint8Array {
     w.close(at);
     at = w.open(Section.OUTBOUND);
     w.bytes(outbound);
+    w.close(at);
+  }
+  let unsent = 0;
+  selections.forEach((s: SelectionState, selection) => {
+    if (s.hostOffer !== undefined && s.hostOfferSent === false) unsent |= 1 << selection;
+  });
+  const awaiting = state.awaiting === undefined ? 0 : AWAITING.indexOf(state.awaiting);
+  if (awaiting < 0) {
+    throw new TypeError(`Cannot encode checkpoint: awaiting must be "caps" or "probe"`);
+  }
+  if (unsent !== 0 || awaiting !== 0) {
+    at = w.open(Section.OWED);
+    w.u8(unsent);
+    w.u8(awaiting);
     w.close(at);
   }
   if (lossless) {

@@ -17,23 +17,40 @@ import type { Transport } from "./transport.ts";
 export interface HostPipelineOptions extends HostSessionOptions, PipelineOptions {
   /**
    * A checkpoint from another relay to continue from, before any traffic
-   * flows. With `resume: "continued"` the session does not announce itself,
-   * and the guest does not notice the hand-off. A bad checkpoint throws a
-   * `CheckpointError`.
+   * flows; see `resume`. A bad checkpoint throws a `CheckpointError`.
    */
   restore?: Uint8Array | CheckpointState;
   /**
    * How the transport relates to the one the checkpoint was taken on.
-   * `"continued"` (default): the same byte streams go on, e.g. a socket or
-   * proxy that stayed connected to the guest's port, handed to this relay; the
-   * bytes in flight are fed and written first, and the guest's pending pastes
-   * go to this relay's provider. `"reconnected"`: the guest saw its port close
-   * and reopen (e.g. a QEMU socket chardev the old relay closed): bytes in
-   * flight are dropped, the guest's offers are forgotten (it released them),
-   * and the session announces itself with request=1, as QEMU does when the
-   * guest opens its port, because a guest grab lost with the old port may
-   * have moved the guest's serials past the checkpoint's; once the guest
-   * answers, serials start again at 0 and the host's grabs are sent again.
+   *
+   * `"reconnected"` (default): a new connection, which the guest saw as its
+   * port closing and reopening: QEMU's socket chardev closes the guest's port
+   * when its client goes, and after a live migration unless a client was
+   * connected to the destination when the guest resumed. The bytes in flight
+   * are dropped and the new stream is read from its first message start (it
+   * may begin with the rest of one). From a drained checkpoint (see
+   * `HostPipeline.checkpoint`'s `drain`) the session keeps the serials and the
+   * guest's offers, sends a probe and nothing else until the guest answers it
+   * (the guest drops what a new client writes while it is still closing its
+   * port), then the host's grabs, with the serial the guest expects, the
+   * guest's pending pastes, the host's requests again and the mouse; it does
+   * not announce itself, which would make the guest release what its user
+   * copied meanwhile. From a checkpoint that is not drained a guest grab may
+   * have been lost with the old connection, so the session announces itself
+   * with request=1 (serials back to 0 on both sides) and grabs again once the
+   * guest answers.
+   *
+   * `"continued"`: the same byte streams go on (a connection handed to this
+   * relay, a proxy that kept the guest's port open, or a connection made to a
+   * migration's destination before the guest resumed there): the session does
+   * not announce itself, the bytes in flight are fed and written first, and
+   * the guest's pending pastes go to this relay's provider; from a drained
+   * checkpoint the host's grabs, requests and mouse go again too (what the old
+   * relay wrote last may be lost with a VM that stopped).
+   *
+   * Reconnected is the default because it is the safe guess: taken wrongly, a
+   * continued resume leaves the host's grabs unsent and reads a stream cut
+   * inside a message as garbage.
    */
   resume?: "continued" | "reconnected";
   /** Limits for decoding `restore`. */
@@ -149,7 +166,8 @@ export interface HostPipeline {
  * const a = createHostPipeline(transport);
  * while (a.session.guestCaps === undefined) await new Promise((r) => setTimeout(r, 1));
  * const state = await a.checkpoint(); // A lets go of the transport
- * const b = createHostPipeline(transport, { restore: state }); // B takes it over, silently
+ * // B takes it over on the same streams, silently.
+ * const b = createHostPipeline(transport, { restore: state, resume: "continued" });
  * assert.deepEqual(b.session.guestCaps, [0x00038de7]);
  * b.session.mouse({ x: 5, y: 5 });
  * await b.close();
@@ -161,7 +179,7 @@ export function createHostPipeline(
   transport: Transport,
   options: HostPipelineOptions = {},
 ): HostPipeline {
-  const resume = options.resume ?? "continued";
+  const resume = options.resume ?? "reconnected";
   if (resume !== "continued" && resume !== "reconnected") {
     throw new TypeError(
       `Cannot create pipeline: resume must be "continued" or "reconnected", got ${resume}`,

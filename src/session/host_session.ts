@@ -320,7 +320,7 @@ export class HostSession
    * while (!a.session.guestOffer(Selection.CLIPBOARD)) await new Promise((r) => setTimeout(r, 1));
    * a.session.request(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT).catch(() => {}); // fails: handed off
    * while (answer === undefined) await new Promise((r) => setTimeout(r, 1));
-   * const b = createHostPipeline(transport, { restore: await a.checkpoint() });
+   * const b = createHostPipeline(transport, { restore: await a.checkpoint(), resume: "continued" });
    * const [resumed] = b.session.resumedRequests;
    * assert.equal(resumed?.type, ClipboardType.UTF8_TEXT);
    * answer!(new TextEncoder().encode("copied before the hand-off"));
@@ -555,6 +555,11 @@ export class HostSession
         ),
       );
     }
+    this.#scheduleAsk();
+  }
+
+  /** Asks again after the retry interval, doubled for every time it asked. */
+  #scheduleAsk(): void {
     if (this.#retryInterval === 0) return;
     const delay = this.#retryInterval * 2 ** this.#asks++;
     this.#askTimer = setTimeout(() => this.#outbox.run(() => this.#askAgain()), delay);
@@ -940,6 +945,7 @@ export class HostSession
       return {
         lastSerial: this.#lastSerial[s]!,
         ...(owned === undefined ? {} : { hostOffer: [...owned] }),
+        ...(owned !== undefined && !this.#ownedSent[s] ? { hostOfferSent: false } : {}),
         guestRequests: [...this.#guestRequests[s]!.map((r) => r.type), ...this.#deferred[s]!],
         ...(offer === undefined ? {} : { guestOffer: offer }),
         hostRequests: this.#requests.types(s),
@@ -951,6 +957,7 @@ export class HostSession
       selections: [selection(0), selection(1), selection(2)],
       ...(this.#mouse === undefined ? {} : { mouse: { ...this.#mouse, sent: this.#mouseSent } }),
       ...(this.#guestMax === undefined ? {} : { guestMaxClipboard: this.#guestMax }),
+      ...(this.#waiting === undefined ? {} : { awaiting: this.#waiting }),
     };
   }
 
@@ -1003,7 +1010,7 @@ export class HostSession
         this.#lastSerial[selection] = s.lastSerial;
         this.#owned[selection] = s.hostOffer === undefined ? undefined : [...s.hostOffer];
         this.#ownedSent[selection] = !reconnected && !drained && s.hostOffer !== undefined &&
-          this.#guestCaps !== undefined;
+          s.hostOfferSent !== false && this.#guestCaps !== undefined;
         // A guest release of a selection it did not offer then means a grab lost on the way.
         this.#unseen[selection] = quiet && drained && offers;
         for (const type of s.hostRequests ?? []) {
@@ -1032,6 +1039,13 @@ export class HostSession
         // announcement is what the guest answers.
         this.#announced = true;
         this.#reannounce();
+      } else if (state.awaiting !== undefined) {
+        // The old relay's question is on its way (or was lost): its answer comes here, and
+        // the question goes again if it does not.
+        this.#waiting = state.awaiting;
+        if (state.awaiting === "probe") this.#probes = 1;
+        this.#asks = 0;
+        this.#scheduleAsk();
       } else {
         this.#resume();
       }

@@ -8,6 +8,12 @@ export interface SelectionState {
   lastSerial: number;
   /** Types the host owns and offers, if it owns the selection. */
   hostOffer?: readonly number[];
+  /**
+   * `false` when the guest has not had the host's grab of `hostOffer` yet (it
+   * goes once the guest answers, e.g. after a reconnected restore). Lossless
+   * only; absent means it was sent.
+   */
+  hostOfferSent?: boolean;
   /** Types of the guest's pastes waiting for the host's data (QEMU's `cbpending`). */
   guestRequests: readonly number[];
   /** What the guest offers, if it owns the selection. Lossless only. */
@@ -48,4 +54,10 @@ export interface HostSessionState {
   mouse?: MouseSnapshot;
   /** The limit the guest set with MAX_CLIPBOARD. Lossless only. */
   guestMaxClipboard?: number;
+  /**
+   * What the session asked the guest and is waiting for an answer to before it
+   * sends anything else: its announcement (`"caps"`) or its probe
+   * (`"probe"`). Lossless only.
+   */
+  awaiting?: "caps" | "probe";
 }

@@ -150,6 +150,7 @@ export async function run(): Promise<PageResult> {
       checkpoint = await relayA.checkpoint();
       relayB = createHostPipeline(transport, {
         restore: checkpoint,
+        resume: "continued",
         clipboard: clipboard(() => new TextEncoder().encode(RELAY_B_TEXT)),
       });
       resolve();

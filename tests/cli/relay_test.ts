@@ -2,6 +2,7 @@
 // an in-process guest agent on a unix socket (tests/cli/_guest_port.ts). Deno only.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { Capability, ClipboardType, hasCapability } from "../../mod.ts";
 import { prng, randBytes } from "../_helpers.ts";
 import { GuestPort } from "./_guest_port.ts";
@@ -345,6 +346,38 @@ test("vdagent-relay hands off on SIGTERM through --state, and a restart continue
     );
     assert.deepEqual(port.events.filter((e) => e.kind === "diagnostic"), []);
     assert.equal(port.connections, 2);
+  });
+});
+
+test("vdagent-relay restarted in the middle of a 32 MiB guest copy, over a port that stays open, skips the rest of it and fetches the copy again", async () => {
+  await withRelay(async (port, start) => {
+    const state = `${port.dir}/vm.state`;
+    const big = randBytes(prng(7), 32 << 20);
+    const a = start(["--state", state], "relay A");
+    await a.next("caps");
+    port.data.set(`0/${TEXT}`, big);
+    port.guest.session.grab(0, [TEXT]);
+    await a.next("offer");
+    await a.send({ cmd: "paste", id: "big" });
+    // A hands off while the guest's answer, one chunk of 32 MiB, is on its way.
+    await a.next("progress", (e) => e.direction === "in" && (e.done as number) > 4 << 20);
+    a.signal("SIGTERM");
+    assert.equal(await a.exited, 0);
+    // B, with the default resume, reads a stream that starts inside that chunk: it skips to the
+    // first message start instead of taking the rest for a chunk header, and asks again.
+    const b = start(["--state", state], "relay B");
+    const data = await b.next("data", (e) => e.resumed === true, 0, 60_000);
+    assert.equal(data.bytes, big.length);
+    assert.ok(Buffer.from(String(data.base64), "base64").equals(big), "the copy, byte for byte");
+    const resync = await b.next("diagnostic", (e) => e.code === "RESYNC");
+    assert.match(String(resync.message), /^Skipped \d+ bytes/);
+    // And carries on both ways.
+    port.data.set(`1/${TEXT}`, encode("after"));
+    port.guest.session.grab(1, [TEXT]);
+    await b.next("offer", (e) => e.selection === "primary");
+    await b.send({ cmd: "paste", id: "after", selection: "primary" });
+    assert.equal((await b.answer("after")).text, "after");
+    assert.equal(b.exitCode, undefined, "B runs on");
   });
 });
 

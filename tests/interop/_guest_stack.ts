@@ -34,10 +34,12 @@ export interface GuestStackOptions {
   /** Xvfb screen geometry. Default `"1024x768x24"`. */
   screen?: string;
   /**
-   * What the guest's port does when the host connection closes: `"keep-port"` (the pty stays
-   * open and the guest notices nothing, as in a relay hand-off) or `"reopen-port"` (the guest
-   * sees its port close and reopen, see {@linkcode GuestStack.reconnectTransport}).
-   * Default `"keep-port"`.
+   * What the guest's port does when the host connection closes: `"reopen-port"`, as QEMU's
+   * socket chardev does (the guest sees its port close and reopen, see
+   * {@linkcode GuestStack.reconnectTransport}; what it writes meanwhile waits for the next host;
+   * what the next host writes before the daemon handled the close is dropped), or
+   * `"keep-port"`, as a proxy that holds QEMU's socket across its clients does (the pty stays
+   * open and the guest notices nothing). Default `"keep-port"`.
    */
   onHostDisconnect?: "keep-port" | "reopen-port";
   /** Keep the temp dir after `stop()`. Default `false`. */
@@ -134,6 +136,11 @@ export interface GuestStack {
   connect(): Promise<Deno.UnixConn>;
   /** Host connections accepted so far. */
   hostConnections(): number;
+  /**
+   * Host bytes dropped because they arrived before the daemon handled the close of the
+   * previous connection (`"reopen-port"` only), as QEMU's socket chardev loses them.
+   */
+  droppedHostBytes(): number;
   /** Closes the current host connection from the guest's side (the host reads EOF). */
   disconnectHost(): void;
   /** Guest bytes read and not yet delivered to a host connection. */
@@ -524,6 +531,7 @@ class Stack implements GuestStack {
   #acceptLoop: Promise<void> | undefined;
   #host: Deno.UnixConn | undefined;
   #hostCount = 0;
+  #droppedHostBytes = 0;
   readonly #hostPumps = new Set<Promise<void>>();
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
@@ -855,7 +863,6 @@ class Stack implements GuestStack {
         this.#note("a new host connection replaces the previous one");
         this.#closeHostConn(this.#host);
       }
-      if (this.#reconnecting) await this.#reconnecting.catch(() => {});
       this.#host = conn;
       this.#hostCount++;
       this.#note(`host connected (#${this.#hostCount})`);
@@ -872,6 +879,13 @@ class Stack implements GuestStack {
       for (;;) {
         const n = await conn.read(buffer);
         if (n === null || this.#host !== conn || this.#port === undefined) break;
+        if (this.#reconnecting !== undefined) {
+          // As with QEMU's chardev: what a new client writes before the daemon has handled the
+          // previous close goes with the old port.
+          this.#droppedHostBytes += n;
+          this.#note(`${n} host bytes dropped: the daemon has not handled the close yet`);
+          continue;
+        }
         try {
           await this.#port.writer.write(buffer.slice(0, n));
           this.#hostBytes += n;
@@ -924,6 +938,10 @@ class Stack implements GuestStack {
 
   hostConnections(): number {
     return this.#hostCount;
+  }
+
+  droppedHostBytes(): number {
+    return this.#droppedHostBytes;
   }
 
   connect(): Promise<Deno.UnixConn> {

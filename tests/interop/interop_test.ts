@@ -76,7 +76,7 @@ interface Context {
   openRelay(options?: RelayOptions): Promise<Relay>;
   /**
    * A continued hand-off: `from.handOff()`, then a relay on a new connection that restores the
-   * checkpoint (`resume: "continued"`, the default) and reads `from`'s unread bytes first.
+   * checkpoint (`resume: "continued"`) and reads `from`'s unread bytes first.
    */
   handOff(
     from: Relay,
@@ -109,6 +109,7 @@ function scenario(
           const handOff = await from.handOff(mode === undefined ? {} : { mode });
           const relay = await open({
             restore: handOff.checkpoint,
+            resume: "continued",
             unread: handOff.unread,
             continues: from,
             ...relayOptions,

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { RelayProcess } from "../cli/_relay_process.ts";
 import { requirePrerequisites, run, SANITIZE } from "./_gate.ts";
 import { type Guest, Guests } from "./_vm.ts";
+import { EXPECTED_RESTART, restartScenario } from "../_restart_scenario.ts";
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const PERIOD = 250;
@@ -89,70 +90,23 @@ const diagnostics = (r: RelayProcess) =>
 // ---- b. restarts ------------------------------------------------------------------------------
 
 scenario(
-  "b. vdagent-relay restarted with --state over QEMU's socket keeps the session: the guest's copy made while no relay is connected reaches the next relay, and so do immediate restarts",
+  "b. vdagent-relay restarted with --state over QEMU's socket keeps the session: the guest's copy made while no relay is connected reaches the next relay, and so do immediate restarts (the same outcome as on the pty stand-in)",
   async ({ guests, dir, relays }) => {
     const g = await guests.boot("b");
     const state = `${dir}/vm.state`;
-    const boot = g.mark();
-    const a = relay(relays, g, state, "A");
-    await a.next("caps", () => true, 0, 20_000);
-    await hostCopies(g, a, "primary", "H1 from A");
-    assert.equal((await g.paste({ selection: "primary" })).text, "H1 from A");
-    const first = await guestCopies(g, a, "clipboard", "G1 before the restart");
-    assert.equal(first.data.text, "G1 before the restart");
-
-    let mark = g.mark();
-    a.signal("SIGTERM");
-    assert.equal(await a.exited, 0);
-    // QEMU closes the guest's port with the socket: the agent drops the host's copy and releases
-    // its user's, keeping its serials.
-    await g.waitFor(/AIIEEE lost spice client connection/, { since: mark, src: "vdagentd" });
-    assert.equal((await g.paste({ selection: "primary", timeoutMs: 3000 })).ok, false);
-    // The guest's user copies while no relay is connected: the grab waits in the guest (the
-    // daemon takes it from the session agent once a client is there).
-    await g.copy("G2 while no relay was connected");
-    await g.waitFor(/sent clipboard grab, arg1: 0/, { since: mark, src: "vdagent" });
-
-    mark = g.mark();
-    const b = relay(relays, g, state, "B");
-    await b.next("started", () => true, 0, 20_000);
-    // The release of G1, then G2's grab, with the next serial: B fetches G2.
-    const gap = await b.next(
-      "offer",
-      (e) => e.selection === "clipboard" && e.serial === (first.offer.serial as number) + 1,
-      0,
-      15_000,
-    );
-    await b.send({ cmd: "paste", id: "b0", selection: "clipboard" });
-    assert.equal((await b.answer("b0")).text, "G2 while no relay was connected");
-    // B sends A's copy again, with the serial the guest expects: the guest pastes it.
-    await g.waitForOwner("primary", "agent", { target: "UTF8_STRING" });
-    assert.equal((await g.paste({ selection: "primary" })).text, "H1 from A");
-    // Both ways, no reset: the guest's next copy carries the next serial.
-    await hostCopies(g, b, "clipboard", "H2 from B");
-    assert.equal((await g.paste()).text, "H2 from B");
-    const next = await guestCopies(g, b, "primary", "G3 after the restart");
-    assert.equal(next.data.text, "G3 after the restart");
-    report(`b: A's last guest serial ${first.offer.serial}, the gap copy's ${gap.serial}`);
-
-    // Three restarts in a row, each relay started as soon as the last one exited.
-    let current = b;
-    for (let i = 0; i < 3; i++) {
-      mark = g.mark();
-      current.signal("SIGTERM");
-      assert.equal(await current.exited, 0);
-      current = relay(relays, g, state, `Q${i}`);
-      await current.next("started", () => true, 0, 20_000);
-      await hostCopies(g, current, "clipboard", `quick ${i}`);
-      assert.equal((await g.paste()).text, `quick ${i}`);
-      const copied = await guestCopies(g, current, "primary", `guest quick ${i}`);
-      assert.equal(copied.data.text, `guest quick ${i}`);
-    }
-
-    // One client for the agent in all, no grab discarded, nothing odd on any relay.
-    assert.equal(g.find(/New client connected/, { since: boot }).length, 1);
-    assert.deepEqual(g.find(/grab discard/).map((l) => l.line), []);
-    for (const r of relays) assert.deepEqual(diagnostics(r), [], r.name);
+    const outcome = await restartScenario({
+      copy: (text, selection) => g.copy(text, { selection }),
+      paste: (selection, timeoutMs) => g.paste({ selection, ...(timeoutMs ? { timeoutMs } : {}) }),
+      agentOwns: async (selection) => {
+        await g.waitForOwner(selection, "agent", { target: "UTF8_STRING" });
+      },
+      mark: () => g.mark(),
+      waitForLog: async (re, since, src) => {
+        await g.waitFor(re, { since, src });
+      },
+      countLog: (re, since) => g.find(re, { since: since ?? 0 }).length,
+    }, (name) => relay(relays, g, state, name));
+    assert.deepEqual(outcome, EXPECTED_RESTART);
   },
 );
 
@@ -294,12 +248,30 @@ setsid sh /tmp/paster.sh </dev/null >/dev/null 2>&1 &`);
           }
           await next.next("started", () => true, 0, 20_000);
           const startedMs = performance.now() - completedMs;
-          if (arrangement === "paused") await destination.cont();
+          if (arrangement === "paused") {
+            await destination.cont();
+            for (let t = 0; (await destination.status()) !== "running"; t++) {
+              assert.ok(
+                t < 200,
+                `${destination.name} runs after cont: ${await destination.status()}`,
+              );
+              await sleep(25);
+            }
+          }
           current = next;
           target = next;
           followers.push(follow(next));
           await source.stop();
           source = destination;
+          // The guest runs on the destination (its command port answers), or QEMU says why not.
+          const alive = await source.exec("true", { timeoutMs: 15_000 }).catch((e) => e as Error);
+          if (alive instanceof Error) {
+            const registers = await source.qmp.hmp("info registers").catch((e) => String(e));
+            throw new Error(
+              `migration ${i}: the guest does not answer on ${source.name} (${await source
+                .status()}): ${alive.message}\n${registers}`,
+            );
+          }
           await sleep(2500);
           figures.push({
             totalMs: migration.totalTimeMs,
@@ -327,7 +299,7 @@ setsid sh /tmp/paster.sh </dev/null >/dev/null 2>&1 &`);
       }
 
       // Guest → host: every guest grab reached a relay, in order, once (its serials go up by one
-      // each time), and every copy fetched was the one offered.
+      // each time).
       const serials = [...new Set(offers.map((o) => o.serial))];
       for (let k = 1; k < serials.length; k++) {
         assert.equal(serials[k], serials[k - 1]! + 1, `guest serials ${serials.join(",")}`);
@@ -336,10 +308,15 @@ setsid sh /tmp/paster.sh </dev/null >/dev/null 2>&1 &`);
         Number(l.split(" ")[1])
       );
       const lastTick = ticks.at(-1)!;
-      const shift = fetched[0]!.tick - fetched[0]!.serial;
-      for (const f of fetched) assert.equal(f.tick - f.serial, shift, `tick ${f.tick}`);
-      assert.equal(fetched.at(-1)?.tick, lastTick, "the guest's last copy reached the host");
-      assert.equal(serials.at(-1)! + shift, lastTick, "and its grab was the last one");
+      // What the host fetched is a copy the guest made, never an older one than fetched before
+      // (a fetch may get a copy newer than its offer: the guest copies again meanwhile).
+      let newest = 0;
+      for (const f of fetched) {
+        assert.ok(ticks.includes(f.tick), `the host fetched tick ${f.tick}, never copied`);
+        assert.ok(f.tick >= newest, `the host fetched tick ${f.tick} after ${newest}`);
+        newest = f.tick;
+      }
+      assert.equal(newest, lastTick, "the guest's last copy reached the host");
 
       // Host → guest: the guest's user pastes host ticks that only go forward, and after every
       // hand-off the new relay's ticks.
