@@ -5,8 +5,8 @@ import { CheckpointError } from "./checkpoint_error.ts";
 
 /** "VDCK". */
 export const MAGIC = [0x56, 0x44, 0x43, 0x4b] as const;
-/** The format version this library writes; it reads any 1.x. */
-export const MAJOR = 1;
+/** The format version this library writes; it reads any 2.x. */
+export const MAJOR = 2;
 export const MINOR = 0;
 /** Magic, major, minor, flags and total length. */
 export const HEADER_SIZE = 11;
@@ -16,7 +16,10 @@ export const CRC_SIZE = 4;
 export const FLAG_WIRE = 1 << 0;
 export const FLAG_LOSSLESS = 1 << 1;
 export const FLAG_DRAINED = 1 << 2;
-export const KNOWN_FLAGS = FLAG_WIRE | FLAG_LOSSLESS | FLAG_DRAINED;
+/** A 32-byte HMAC-SHA-256 comes before the CRC; see `sealCheckpoint`. */
+export const FLAG_MAC = 1 << 3;
+export const KNOWN_FLAGS = FLAG_WIRE | FLAG_LOSSLESS | FLAG_DRAINED | FLAG_MAC;
+export const MAC_SIZE = 32;
 
 /** Section tags; bit 7 marks a section a reader may skip if it does not know it. */
 export const OPTIONAL = 0x80;

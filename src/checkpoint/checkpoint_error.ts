@@ -10,6 +10,11 @@
  * - `UNKNOWN_SECTION`: a required section this version does not know.
  * - `DUPLICATE_SECTION`, `MISSING_SECTION`: sections not as the format requires.
  * - `MALFORMED`: a field out of range or a section that does not parse.
+ * - `FORBIDDEN_MESSAGE`: the bytes in flight for the guest hold a message this session never
+ *   sends (a FILE_XFER, a MONITORS_CONFIG, data of a type the host does not offer, …).
+ * - `UNAUTHENTICATED`: a key is required and the checkpoint carries no MAC, or a MAC'd checkpoint
+ *   was given where it cannot be verified (open it with `openCheckpoint` first).
+ * - `BAD_MAC`: its MAC does not match the key: tampered with, or sealed with another key.
  * - `NOT_RUNNING`: a checkpoint was asked of a pipeline that has ended.
  */
 export type CheckpointErrorCode =
@@ -22,6 +27,9 @@ export type CheckpointErrorCode =
   | "DUPLICATE_SECTION"
   | "MISSING_SECTION"
   | "MALFORMED"
+  | "FORBIDDEN_MESSAGE"
+  | "UNAUTHENTICATED"
+  | "BAD_MAC"
   | "NOT_RUNNING";
 
 /**
@@ -48,7 +56,7 @@ export class CheckpointError extends Error {
    * import { CheckpointError, decodeCheckpoint } from "@vdagent/streams";
    * import assert from "node:assert/strict";
    *
-   * const fromTheFuture = new Uint8Array([0x56, 0x44, 0x43, 0x4b, 2, 0]); // "VDCK", version 2.0
+   * const fromTheFuture = new Uint8Array([0x56, 0x44, 0x43, 0x4b, 3, 0]); // "VDCK", version 3.0
    * try {
    *   decodeCheckpoint(fromTheFuture);
    *   assert.fail("decoded");

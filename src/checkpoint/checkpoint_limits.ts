@@ -12,4 +12,13 @@ export interface CheckpointLimits {
   maxGrabTypes?: number;
   /** Most outstanding host requests per selection. Default 16. */
   maxRequests?: number;
+  /**
+   * Largest message payload in the bytes in flight, either way: the restoring
+   * pipeline's `maxMessageSize`, which `createHostPipeline` passes. Default 64 MiB.
+   */
+  maxMessageSize?: number;
+  /** Most bytes held for partial inbound messages: the pipeline's `maxBuffered`. Default `maxMessageSize`. */
+  maxBuffered?: number;
+  /** Most outbound bytes in flight. Default twice `maxMessageSize`, plus 2 MiB. */
+  maxOutbound?: number;
 }

@@ -18,8 +18,15 @@ export interface WireState {
    * new relay's decoder before anything the transport delivers.
    */
   inbound: Uint8Array;
-  /** Framed bytes for the guest not yet written, possibly mid-chunk: written first. */
+  /**
+   * Framed messages for the guest, from a message start, that were not
+   * written, or not whole: the first `written` bytes of them reached the
+   * guest, and the new relay writes the rest first. They are checked on
+   * decoding to be messages this session could have sent.
+   */
   outbound: Uint8Array;
+  /** How many bytes of `outbound`, all within its first message, were written. Default 0. */
+  written?: number;
 }
 
 /** A decoded checkpoint: a host session's state, and the bytes in flight. */

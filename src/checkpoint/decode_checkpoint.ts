@@ -4,9 +4,9 @@ import type { ClipboardOffer } from "../session/clipboard_offer.ts";
 import type { MouseSnapshot, SelectionState } from "../session/host_session_state.ts";
 import { Capability } from "../protocol/capability.ts";
 import { hasCapability } from "../protocol/has_capability.ts";
-import { ChunkReader } from "../wire/_chunk_reader.ts";
-import { MessageReader } from "../wire/_message_reader.ts";
-import { checkLimit } from "../wire/_limits.ts";
+import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
+import { WireFormat } from "../wire/wire_format.ts";
+import { checkInbound, checkOutbound } from "./_wire_check.ts";
 import { getU32 } from "../wire/_bytes.ts";
 import {
   ByteReader,
@@ -15,9 +15,11 @@ import {
   DEFAULT_MAX_SECTIONS,
   FLAG_DRAINED,
   FLAG_LOSSLESS,
+  FLAG_MAC,
   FLAG_WIRE,
   HEADER_SIZE,
   KNOWN_FLAGS,
+  MAC_SIZE,
   MAGIC,
   MAJOR,
   malformed,
@@ -55,7 +57,7 @@ import type { CheckpointState } from "./checkpoint_state.ts";
  *     guestRequests: [],
  *   }],
  * });
- * bytes[4] = 2; // major version
+ * bytes[4] = 3; // major version
  * assert.throws(() => decodeCheckpoint(bytes), (e) => e instanceof CheckpointError && e.code === "UNSUPPORTED_VERSION");
  * ```
  */
@@ -76,6 +78,26 @@ export function decodeCheckpoint(
   const maxCapsWords = checkLimit("decoder", "maxCapsWords", limits.maxCapsWords, 16);
   const maxGrabTypes = checkLimit("decoder", "maxGrabTypes", limits.maxGrabTypes, 64);
   const maxRequests = checkLimit("decoder", "maxRequests", limits.maxRequests, 16);
+  const maxMessageSize = checkLimit(
+    "decoder",
+    "maxMessageSize",
+    limits.maxMessageSize,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    0xffff_ffff - WireFormat.MESSAGE_HEADER_SIZE,
+  );
+  const wireLimits = {
+    maxMessageSize,
+    maxBuffered: checkLimit("decoder", "maxBuffered", limits.maxBuffered, maxMessageSize),
+    maxGrabTypes,
+    maxCapsWords,
+  };
+  const maxOutbound = checkLimit(
+    "decoder",
+    "maxOutbound",
+    limits.maxOutbound,
+    2 * maxMessageSize + (2 << 20),
+    Number.MAX_SAFE_INTEGER,
+  );
 
   const magicLength = Math.min(bytes.length, MAGIC.length);
   for (let i = 0; i < magicLength; i++) {
@@ -91,7 +113,7 @@ export function decodeCheckpoint(
       "UNSUPPORTED_VERSION",
       `Cannot decode checkpoint: format version ${bytes[4]}.${
         bytes[5] ?? 0
-      } is not 1.x, which this library reads`,
+      } is not ${MAJOR}.x, which this library reads`,
     );
   }
   if (bytes.length < HEADER_SIZE + CRC_SIZE) {
@@ -128,9 +150,12 @@ export function decodeCheckpoint(
   const flags = bytes[6]!;
   if ((flags & ~KNOWN_FLAGS) !== 0) throw malformed(`unknown flags 0x${flags.toString(16)}`);
 
-  // Sections: tag, varint length, payload.
+  // Sections: tag, varint length, payload; then the MAC, if sealed.
+  const sealed = (flags & FLAG_MAC) !== 0;
+  const end = total - CRC_SIZE - (sealed ? MAC_SIZE : 0);
+  if (end < HEADER_SIZE) throw malformed("it is too short for its MAC");
   const sections = new Map<number, Uint8Array>();
-  const outer = new ByteReader(bytes.subarray(HEADER_SIZE, total - CRC_SIZE), "the section list");
+  const outer = new ByteReader(bytes.subarray(HEADER_SIZE, end), "the section list");
   for (let count = 1; !outer.done; count++) {
     const tag = outer.u8();
     const payload = outer.bytes(outer.varint());
@@ -275,22 +300,45 @@ export function decodeCheckpoint(
     m.end();
     if (guestMaxClipboard > 0x7fff_ffff) throw malformed("section GUEST_MAX is negative");
   }
-  let inbound: Uint8Array | undefined;
-  if (wire) {
-    inbound = (sections.get(Section.INBOUND) ?? new Uint8Array(0)).slice();
-    checkInbound(inbound);
-  }
-
-  return {
-    mode: lossless ? "lossless" : "minimal",
+  const state = {
     hostCaps,
     ...(guestCaps.length ? { guestCaps } : {}),
     selections: selections as [SelectionState, SelectionState, SelectionState],
     ...(mouse === undefined ? {} : { mouse }),
+  };
+  let inbound: Uint8Array | undefined;
+  let outbound: Uint8Array | undefined;
+  let written = 0;
+  if (wire) {
+    const carried = sections.get(Section.INBOUND) ?? new Uint8Array(0);
+    if (carried.length > wireLimits.maxBuffered + 2 * WireFormat.CHUNK_HEADER_SIZE + 16) {
+      throw new CheckpointError(
+        "TOO_LARGE",
+        `Cannot decode checkpoint: ${carried.length} inbound bytes exceed what the pipeline buffers`,
+      );
+    }
+    checkInbound(carried, wireLimits);
+    inbound = carried.slice();
+    const o = new ByteReader(sections.get(Section.OUTBOUND) ?? new Uint8Array([0]), "OUTBOUND");
+    written = o.varint();
+    const framed = o.bytes((sections.get(Section.OUTBOUND)?.length ?? 1) - varintSize(written));
+    if (framed.length > maxOutbound) {
+      throw new CheckpointError(
+        "TOO_LARGE",
+        `Cannot decode checkpoint: ${framed.length} outbound bytes exceed the maximum of ${maxOutbound}`,
+      );
+    }
+    checkOutbound(framed, written, state, wireLimits);
+    outbound = framed.slice();
+  }
+
+  return {
+    mode: lossless ? "lossless" : "minimal",
+    ...state,
     ...(guestMaxClipboard === undefined ? {} : { guestMaxClipboard }),
     ...(awaiting === undefined ? {} : { awaiting }),
-    ...(inbound === undefined ? {} : {
-      wire: { inbound, outbound: (sections.get(Section.OUTBOUND) ?? new Uint8Array(0)).slice() },
+    ...(inbound === undefined || outbound === undefined ? {} : {
+      wire: { inbound, outbound, ...(written === 0 ? {} : { written }) },
     }),
     ...((flags & FLAG_DRAINED) !== 0 ? { drained: true } : {}),
   };
@@ -355,23 +403,9 @@ function unmask(mask: number): number[] {
   return types;
 }
 
-/** Inbound bytes must parse as chunks and messages; nothing is kept of them. */
-function checkInbound(inbound: Uint8Array): void {
-  const messages = new MessageReader(() => {}, {
-    maxMessageSize: 0xffff_ffff - 20,
-    copy: false,
-    checkOnly: true, // a hostile header may declare 4 GiB: allocate nothing
-  });
-  const chunks = new ChunkReader(messages, { maxChunkSize: 0xffff_ffff });
-  try {
-    chunks.push(inbound);
-  } catch (error) {
-    throw new CheckpointError(
-      "MALFORMED",
-      "Cannot decode checkpoint: its inbound bytes do not parse",
-      {
-        cause: error,
-      },
-    );
-  }
+/** Bytes of `v` as a LEB128 varint. */
+function varintSize(v: number): number {
+  let n = 1;
+  for (let x = v >>> 7; x > 0; x >>>= 7) n++;
+  return n;
 }

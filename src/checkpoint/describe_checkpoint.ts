@@ -30,7 +30,7 @@ const selectionNames = Object.keys(Selection);
  *   selections: [{ ...empty, lastSerial: 3, guestOffer: { serial: 3, types: [1, 2] } }, empty, empty],
  * });
  * const view = describeCheckpoint(bytes);
- * assert.equal(view.format, "1.0");
+ * assert.equal(view.format, "2.0");
  * assert.deepEqual(view.guestCaps, ["0x00038de7"]);
  * assert.deepEqual(view.selections[0]?.guestOffer, { serial: 3, types: ["UTF8_TEXT", "IMAGE_PNG"] });
  * ```
@@ -75,6 +75,7 @@ export function describeCheckpoint(
       wire: {
         inboundBytes: state.wire.inbound.length,
         outboundBytes: state.wire.outbound.length,
+        ...(state.wire.written === undefined ? {} : { outboundWritten: state.wire.written }),
       },
     }),
   };
@@ -109,5 +110,5 @@ export interface CheckpointDescription {
   /** What the session was waiting for the guest to answer. */
   awaiting?: string;
   /** Bytes in flight. */
-  wire?: { inboundBytes: number; outboundBytes: number };
+  wire?: { inboundBytes: number; outboundBytes: number; outboundWritten?: number };
 }

@@ -88,6 +88,7 @@ export function encodeCheckpoint(state: CheckpointState): Uint8Array {
     w.bytes(inbound);
     w.close(at);
     at = w.open(Section.OUTBOUND);
+    w.varint(int(wire!.written ?? 0, "written", 0, Math.max(0, outbound.length - 1)));
     w.bytes(outbound);
     w.close(at);
   }

@@ -1,6 +1,8 @@
 // This module is browser compatible.
 
 import { checkpointEmitters } from "./_emitters.ts";
+import type { CheckpointKey } from "./checkpoint_key.ts";
+import { sealCheckpoint } from "./seal_checkpoint.ts";
 import type { CheckpointMode } from "./checkpoint_state.ts";
 
 /** Options of {@linkcode StateCheckpoint}. */
@@ -15,6 +17,12 @@ export interface StateCheckpointOptions {
    * is replaced by the next. Default `false`.
    */
   continuous?: boolean;
+  /**
+   * Seal every checkpoint with this key (HMAC-SHA-256, see `sealCheckpoint`),
+   * for a store that others can write: the next relay opens them with
+   * `openCheckpoint` and the same key.
+   */
+  key?: CheckpointKey;
 }
 
 /**
@@ -76,6 +84,18 @@ export class StateCheckpoint {
    */
   readonly continuous: boolean;
   /**
+   * The key every checkpoint is sealed with, if any.
+   *
+   * @example Unsealed unless given a key
+   * ```ts
+   * import { StateCheckpoint } from "@vdagent/streams";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(new StateCheckpoint().key, undefined);
+   * ```
+   */
+  readonly key: CheckpointKey | undefined;
+  /**
    * The checkpoints, as `Uint8Array`s: pipe them to a store. The stream ends
    * when the pipeline does.
    *
@@ -96,7 +116,7 @@ export class StateCheckpoint {
    * const handedOff = await relayA.checkpoint();
    * await storing; // relay A ended with the hand-off, and so did its checkpoints
    * assert.deepEqual(stored, [handedOff]);
-   * const relayB = createHostPipeline(transport, { restore: stored[0]! });
+   * const relayB = createHostPipeline(transport, { restore: stored[0]!, resume: "continued" });
    * assert.deepEqual(relayB.session.guestCaps, [0x00038de7]);
    * await relayB.close();
    * await guest.done;
@@ -118,14 +138,16 @@ export class StateCheckpoint {
     }
     this.mode = mode;
     this.continuous = options.continuous ?? false;
-    const queue: { checkpoint: Uint8Array; continuous: boolean }[] = [];
+    this.key = options.key;
+    const key = options.key;
+    const queue: { checkpoint: Uint8Array | Promise<Uint8Array>; continuous: boolean }[] = [];
     let closed = false;
     let wake: (() => void) | undefined;
     this.readable = new ReadableStream<Uint8Array>({
       async pull(controller) {
         while (queue.length === 0 && !closed) await new Promise<void>((resolve) => wake = resolve);
         const next = queue.shift();
-        if (next !== undefined) controller.enqueue(next.checkpoint);
+        if (next !== undefined) controller.enqueue(await next.checkpoint);
         else controller.close();
       },
     }, { highWaterMark: 0 });
@@ -133,7 +155,12 @@ export class StateCheckpoint {
       emit(checkpoint, continuous) {
         // An unread continuous checkpoint is stale once the next one exists.
         if (continuous && queue.at(-1)?.continuous) queue.pop();
-        queue.push({ checkpoint, continuous });
+        // Hand-off checkpoints come sealed already; continuous ones are sealed here.
+        const sealed = key === undefined || !continuous
+          ? checkpoint
+          : sealCheckpoint(checkpoint, key);
+        if (sealed instanceof Promise) sealed.catch(() => {}); // surfaces through the stream
+        queue.push({ checkpoint: sealed, continuous });
         wake?.();
       },
       close() {

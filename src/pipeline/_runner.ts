@@ -6,7 +6,7 @@ import { MessageType } from "../protocol/message_type.ts";
 import type { SessionInternals } from "../session/_internals.ts";
 import type { SessionLimits } from "../session/session_limits.ts";
 import { ChunkReader } from "../wire/_chunk_reader.ts";
-import { framedSize, writeFrames } from "../wire/_frame_writer.ts";
+import { framedSize, messageStart, writeFrames } from "../wire/_frame_writer.ts";
 import { inboundBytes } from "../wire/_inbound_state.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
 import { MessageReader } from "../wire/_message_reader.ts";
@@ -68,7 +68,10 @@ export interface Drain {
 export interface HandOff<T> {
   captured: T;
   inbound: Uint8Array;
+  /** Framed messages not written whole, from a message start. */
   outbound: Uint8Array;
+  /** Bytes of `outbound`'s first message already written. */
+  written: number;
   /**
    * With a drain: the peer closed its side, or sent nothing for the drain's
    * quiet time after the writable side closed: everything it sent was read.
@@ -273,16 +276,21 @@ export class PipelineRunner {
     } finally {
       clearTimeout(timer);
     }
-    const outbound = new Uint8Array(this.#outBytes);
+    // From the start of the message being written: the next relay checks what it writes.
+    const first = this.#out[0];
+    const from = first === undefined ? 0 : messageStart(first.bytes, first.at);
+    const outbound = new Uint8Array(this.#outBytes + (first === undefined ? 0 : first.at - from));
     let at = 0;
-    for (const entry of this.#out.splice(0)) {
-      outbound.set(entry.bytes.subarray(entry.at), at);
-      at += entry.bytes.length - entry.at;
+    for (const [i, entry] of this.#out.splice(0).entries()) {
+      const part = entry.bytes.subarray(i === 0 ? from : entry.at);
+      outbound.set(part, at);
+      at += part.length;
     }
     this.#outBytes = 0;
     this.#writer.releaseLock();
     if (drain !== undefined) this.#reader.releaseLock();
-    return { captured, inbound, outbound, drained: this.#eof };
+    const written = first === undefined ? 0 : first.at - from;
+    return { captured, inbound, outbound, written, drained: this.#eof };
   }
 
   /** The bytes in flight inbound: the decoder's partial state, then what it did not take yet. */

@@ -4,6 +4,10 @@ import type { CheckpointLimits } from "../checkpoint/checkpoint_limits.ts";
 import type { CheckpointMode, CheckpointState } from "../checkpoint/checkpoint_state.ts";
 import { decodeCheckpoint } from "../checkpoint/decode_checkpoint.ts";
 import { encodeCheckpoint } from "../checkpoint/encode_checkpoint.ts";
+import { CheckpointError } from "../checkpoint/checkpoint_error.ts";
+import type { CheckpointKey } from "../checkpoint/checkpoint_key.ts";
+import { FLAG_MAC } from "../checkpoint/_format.ts";
+import { sealCheckpoint } from "../checkpoint/seal_checkpoint.ts";
 import { checkpointEmitters } from "../checkpoint/_emitters.ts";
 import { StateCheckpoint, type StateCheckpointOptions } from "../checkpoint/state_checkpoint.ts";
 import { hostInternals, sessionInternals } from "../session/_internals.ts";
@@ -81,6 +85,12 @@ export interface CheckpointOptions {
   drain?: boolean;
   /** Most milliseconds a `drain` takes. Default 2000. */
   drainTimeout?: number;
+  /**
+   * Seal the checkpoint with this key (HMAC-SHA-256, see `sealCheckpoint`):
+   * the next relay opens it with `openCheckpoint` and the same key. Default:
+   * the stage's key, if any.
+   */
+  key?: CheckpointKey;
 }
 
 /** A running host pipeline. */
@@ -185,11 +195,25 @@ export function createHostPipeline(
       `Cannot create pipeline: resume must be "continued" or "reconnected", got ${resume}`,
     );
   }
-  const restored = options.restore === undefined
-    ? undefined
-    : options.restore instanceof Uint8Array
-    ? decodeCheckpoint(options.restore, options.checkpointLimits)
-    : options.restore;
+  if (options.restore instanceof Uint8Array && (options.restore[6]! & FLAG_MAC) !== 0) {
+    throw new CheckpointError(
+      "UNAUTHENTICATED",
+      "Cannot restore the checkpoint: it is sealed; restore what openCheckpoint(bytes, key) returns",
+    );
+  }
+  // Checked under this pipeline's own limits, a decoded state too: what it carries in flight
+  // must be what this session could have sent and could take in.
+  const restored = options.restore === undefined ? undefined : decodeCheckpoint(
+    options.restore instanceof Uint8Array ? options.restore : encodeCheckpoint(options.restore),
+    {
+      ...(options.maxMessageSize === undefined ? {} : { maxMessageSize: options.maxMessageSize }),
+      ...(options.maxBuffered === undefined ? {} : { maxBuffered: options.maxBuffered }),
+      ...(options.maxGrabTypes === undefined ? {} : { maxGrabTypes: options.maxGrabTypes }),
+      ...(options.maxCapsWords === undefined ? {} : { maxCapsWords: options.maxCapsWords }),
+      ...(options.maxRequests === undefined ? {} : { maxRequests: options.maxRequests }),
+      ...options.checkpointLimits,
+    },
+  );
   const checkpoints = options.checkpoints instanceof StateCheckpoint
     ? options.checkpoints
     : new StateCheckpoint(options.checkpoints);
@@ -201,7 +225,9 @@ export function createHostPipeline(
   const runner = new PipelineRunner(sessionInternals.get(session)!, transport, {
     ...options,
     initialInput: continued ? restored?.wire?.inbound : undefined,
-    initialOutput: continued ? restored?.wire?.outbound : undefined,
+    initialOutput: continued
+      ? restored?.wire?.outbound.subarray(restored.wire.written ?? 0)
+      : undefined,
     // A reconnected stream may begin with the rest of a message the old connection had begun.
     resync: restored !== undefined && !continued,
     onResync: (skipped) =>
@@ -242,16 +268,22 @@ export function createHostPipeline(
           seal: () => host.seal(),
         }
         : undefined;
-      const { captured, inbound, outbound, drained } = await runner.handOff(lossless, () => {
-        host.seal();
-        return host.snapshot();
-      }, drain);
-      const bytes = encodeCheckpoint({
+      const { captured, inbound, outbound, written, drained } = await runner.handOff(
+        lossless,
+        () => {
+          host.seal();
+          return host.snapshot();
+        },
+        drain,
+      );
+      const encoded = encodeCheckpoint({
         mode,
         ...captured,
-        ...(lossless ? { wire: { inbound, outbound } } : {}),
+        ...(lossless ? { wire: { inbound, outbound, ...(written ? { written } : {}) } } : {}),
         ...(drained && host.answeredAll() ? { drained: true } : {}),
       });
+      const key = options.key ?? checkpoints.key;
+      const bytes = key === undefined ? encoded : await sealCheckpoint(encoded, key);
       sessionInternals.get(session)!.close(
         new ClipboardError("CLOSED", "Cannot paste: the session was handed off"),
       );

@@ -46,6 +46,26 @@ export function framedSize(dataLength: number, maxChunkSize: number): number {
 }
 
 /**
+ * Where the message holding byte `at` starts in framed messages written by
+ * {@linkcode writeFrames} from `bytes[0]`.
+ */
+export function messageStart(bytes: Uint8Array, at: number): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const H = WireFormat.CHUNK_HEADER_SIZE;
+  for (let start = 0;;) {
+    const total = WireFormat.MESSAGE_HEADER_SIZE + view.getUint32(start + H + 16, true);
+    let end = start;
+    for (let carried = 0; carried < total;) {
+      const size = view.getUint32(end + 4, true);
+      carried += size;
+      end += H + size;
+    }
+    if (end > at) return start;
+    start = end;
+  }
+}
+
+/**
  * Writes one message as chunks of at most `maxChunkSize` (≥ 20) bytes at
  * `target[pos]`, where `view` covers `target.buffer`. Returns the position
  * after it. A chunk never carries bytes of two messages.

@@ -23,7 +23,7 @@ test("scripts/demo.ts hands relay A off to relay B mid-transfer and loses nothin
     out,
     /guest ──▶ B CLIPBOARD CLIPBOARD IMAGE_PNG data=3145728 B .* in 1537 chunks \(A read 1\.24 MiB of it, which the checkpoint carried to B; B read the other 1\.77 MiB\)/,
   );
-  assert.match(out, /checkpoint: \d+ bytes, lossless, format 1\.0/);
+  assert.match(out, /checkpoint: \d+ bytes, lossless, format 2\.0/);
   assert.match(out, /A's request ended with CLOSED: it is B's now/);
   assert.match(out, /B got the screenshot: 3\.00 MiB, byte for byte the guest's/);
   assert.match(out, /the guest got: "Hello from relay B"/);

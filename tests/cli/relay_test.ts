@@ -446,7 +446,7 @@ test("vdagent-relay refuses bad arguments, an unreachable port and a bad state f
     const state = `${port.dir}/bad.state`;
     await Deno.writeTextFile(
       state,
-      '{"format":"vdagent-relay-state/1","checkpoint":"VkRDSwEA","hostCopies":[]}',
+      '{"format":"vdagent-relay-state/1","checkpoint":"VkRDSwIA","hostCopies":[]}',
     );
     const bad = start(["--state", state]);
     assert.equal(await bad.exited, 5);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { CHROMIUM, launchChromium } from "../browser/_chromium.ts";
 import { openPage, waitImage, waitText } from "../browser/_relay_page.ts";
-import { type Event, RelayProcess } from "../cli/_relay_process.ts";
+import { RelayProcess } from "../cli/_relay_process.ts";
 import { announceNotRun, requireBinaries, required, run, SANITIZE } from "./_gate.ts";
 import { type GuestStack, type GuestStackOptions, startGuestStack } from "./_guest_stack.ts";
 import { makePng } from "./_png.ts";

@@ -1082,7 +1082,7 @@ export class Guest implements AsyncDisposable {
   dump(): string {
     return `=== guest ${this.name} (${this.#state}, ${this.accel}, ${this.dir}) ===\n` +
       `--- log ---\n${this.#log === undefined ? "(not following)" : this.logText()}\n` +
-      `--- console ---\n${this.consoleTail(30)}\n--- qemu stderr ---\n${this.#stderr.trim()}`;
+      `--- console ---\n${this.consoleTail(120)}\n--- qemu stderr ---\n${this.#stderr.trim()}`;
   }
 
   // ---- commands -----------------------------------------------------------------------------
