@@ -12,8 +12,8 @@
  * 3. Compiles the `vdagent-relay` command (`scripts/relay/`, its Node entry
  *    `node_main.ts`) against that output into `scripts/relay/*.js` with its
  *    page, the package's `bin`.
- * 4. Compiles the test suite (all of `tests/` but the Deno-only `cli/` and
- *    `interop/`) against that output, with its fixtures.
+ * 4. Compiles the test suite (all of `tests/` but the Deno-only `cli/`,
+ *    `interop/` and `vm/`) against that output, with its fixtures.
  * 5. Packs the package, installs the tarball into a temporary project,
  *    imports it by name from an ESM script and from TypeScript files checked
  *    with `tsc --noEmit`, and runs its `vdagent-relay` bin.
@@ -38,7 +38,7 @@ const REPOSITORY = "https://github.com/vdagent/streams";
 const RELAY_BIN = "vdagent-relay";
 const RELAY_MAIN = "scripts/relay/node_main.js";
 /** Test directories that need Deno (subprocesses of `deno`, the real agent). */
-const DENO_ONLY_TESTS = ["cli", "interop"];
+const DENO_ONLY_TESTS = ["cli", "interop", "vm"];
 /** Examples that tests under Node run or import (the others use Deno APIs). */
 const NODE_EXAMPLES = ["relay_node.mjs", "relay_durable_object.ts"];
 /** Dev dependencies, pinned in `deno.json` `imports` as `npm:name@version`. */

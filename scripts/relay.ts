@@ -14,6 +14,8 @@ import { type Connection, type RelayPlatform, runRelay } from "./relay/run.ts";
 import { PAGE_HEADERS, WEBSOCKET_PATH } from "./relay/web.ts";
 
 const encoder = new TextEncoder();
+const isLinux = Deno.build.os === "linux";
+const fileError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 const platform: RelayPlatform = {
   args: Deno.args,
@@ -34,37 +36,86 @@ const platform: RelayPlatform = {
       },
     };
   },
-  async readFile(path) {
-    try {
-      return await Deno.readFile(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
-    }
-  },
-  async writeFileAtomic(path, bytes) {
-    const slash = path.lastIndexOf("/");
-    const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.${Deno.pid}.tmp`;
-    try {
-      const file = await Deno.open(temp, {
-        write: true,
-        create: true,
-        truncate: true,
-        mode: 0o600,
-      });
+  files: {
+    async read(path, maxBytes) {
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(path);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return undefined;
+        throw error;
+      }
+      if (!info.isFile) throw fileError("NOT_A_FILE", `${path} is not a regular file`);
+      if (info.size > maxBytes) {
+        throw fileError("TOO_LARGE", `${path} has ${info.size} bytes, over ${maxBytes}`);
+      }
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(path, { read: true });
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return undefined; // removed since
+        throw error;
+      }
+      using _ = file;
+      const opened = await file.stat();
+      // The same file as the one looked at, not a link put there since.
+      if (opened.ino !== info.ino || opened.dev !== info.dev || opened.size > maxBytes) {
+        throw fileError("NOT_A_FILE", `${path} changed while it was opened`);
+      }
+      const bytes = new Uint8Array(opened.size);
+      for (let at = 0; at < bytes.length;) {
+        const n = await file.read(bytes.subarray(at));
+        if (n === null) return bytes.subarray(0, at);
+        at += n;
+      }
+      return bytes;
+    },
+    async createNew(path, bytes) {
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+      } catch (error) {
+        if (error instanceof Deno.errors.AlreadyExists) return false;
+        throw error;
+      }
       try {
         for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
         await file.sync();
-      } finally {
+      } catch (error) {
         file.close();
+        await Deno.remove(path).catch(() => {});
+        throw error;
       }
-      await Deno.rename(temp, path);
-    } catch (error) {
-      await Deno.remove(temp).catch(() => {});
-      throw error;
-    }
+      file.close();
+      return true;
+    },
+    rename: (from, to) => Deno.rename(from, to),
+    async remove(path) {
+      try {
+        await Deno.remove(path);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+    },
+    list: async (dir) => (await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name),
+    async syncDir(dir) {
+      using file = await Deno.open(dir, { read: true });
+      await file.sync();
+    },
+    processAlive(pid) {
+      try {
+        // The state is the field after the command, which is in parentheses.
+        const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+        return !/^\S+ \(.*\) [ZX]/s.test(stat);
+      } catch (error) {
+        // No /proc (not Linux): taken as alive, so a lock is never broken by mistake.
+        return !(error instanceof Deno.errors.NotFound) || !isLinux;
+      }
+    },
+    hostname: Deno.hostname(),
+    pid: Deno.pid,
   },
-  removeFile: (path) => Deno.remove(path),
+  env: (name) => Deno.env.get(name),
   readAsset: (name) => Deno.readFile(new URL(`./relay/page/${name}`, import.meta.url)),
   serve(listen, handlers) {
     const sockets = new Set<WebSocket>();

@@ -9,8 +9,10 @@ export type ConnectTarget =
 /** The parsed command line. */
 export interface RelayArgs {
   connect: ConnectTarget;
-  /** The checkpoint file: restored at start if it exists, written at a hand-off. */
+  /** The state file: restored at start if it exists, written after every change and at a hand-off. */
   state?: string;
+  /** A file holding the key that authenticates the state file. */
+  keyFile?: string;
   resume: "continued" | "reconnected";
   /** Connect at once, then wait for the hand-off state and take over, continued. */
   standby: boolean;
@@ -27,9 +29,13 @@ A SPICE vdagent host relay: JSON commands on standard input, JSON events on
 standard output, one per line; logs on standard error.
 
   --connect unix:PATH|tcp:HOST:PORT  the guest agent's port (a QEMU chardev socket)
-  --state FILE         hand-off file: restored (then removed) at start if it
-                       exists; written atomically on SIGTERM, SIGINT or the
-                       "checkpoint" command
+  --state FILE         the session's state: restored at start if it exists,
+                       written atomically after every change, and drained on
+                       SIGTERM, SIGINT or the "checkpoint" command; FILE.lock
+                       keeps a second relay off it, FILE.generation an older
+                       FILE from being restored
+  --key-file FILE      the key (hex or base64, at least 32 bytes) that signs
+                       and checks the state file; or VDAGENT_RELAY_KEY
   --resume continued|reconnected
                        how the transport relates to the one the state was
                        taken on (default: reconnected, a new connection)
@@ -47,8 +53,9 @@ standard output, one per line; logs on standard error.
 
 Exit codes: 0 stopped on request (with --state, the checkpoint is written),
 2 usage, 3 the guest's side closed the connection, 4 connection or protocol
-failure, 5 the --state file cannot be restored, 6 the checkpoint could not be
-taken or written, 1 anything else.`;
+failure, 5 the --state file cannot be restored (bad, forged or stale), 6 the
+state could not be taken or written, 7 another relay holds the --state file
+(or took it over), 1 anything else.`;
 
 /** A command line that cannot be run; the message says why. */
 export class UsageError extends Error {
@@ -78,6 +85,7 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
       options: {
         connect: { type: "string" },
         state: { type: "string" },
+        "key-file": { type: "string" },
         resume: { type: "string" },
         standby: { type: "boolean" },
         listen: { type: "string" },
@@ -112,6 +120,10 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
     throw new UsageError("--resume needs --state");
   }
   if (values.state === "") throw new UsageError("--state needs a file name");
+  if (values["key-file"] !== undefined && values.state === undefined) {
+    throw new UsageError("--key-file needs --state");
+  }
+  if (values["key-file"] === "") throw new UsageError("--key-file needs a file name");
   if (values.standby && values.state === undefined) {
     throw new UsageError("--standby needs --state");
   }
@@ -132,6 +144,7 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
   return {
     connect,
     ...(values.state === undefined ? {} : { state: values.state }),
+    ...(values["key-file"] === undefined ? {} : { keyFile: values["key-file"] }),
     resume: values.standby ? "continued" : resume,
     standby: values.standby ?? false,
     ...(values.listen === undefined ? {} : { listen: hostPort(values.listen, "--listen") }),

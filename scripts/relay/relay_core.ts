@@ -8,6 +8,7 @@ import {
   createHostPipeline,
   type HostPipeline,
   type SessionDiagnostic,
+  type StateCheckpoint,
   type TransferProgress,
   type Transport,
 } from "../../mod.ts";
@@ -20,7 +21,7 @@ import {
   parseCommand,
   selectionName,
 } from "./protocol.ts";
-import type { HostCopy, RelayState } from "./state_file.ts";
+import type { ClipboardCopy, RelayState } from "./state_file.ts";
 
 /** One JSON event. `event` names it; the other fields depend on it (see the README). */
 export interface RelayEvent {
@@ -47,6 +48,25 @@ export interface RelayCoreOptions {
   broadcast: EventSink;
   /** A `checkpoint` command: the entry point hands the relay off. */
   onCheckpoint(id: CommandId | undefined, reply: EventSink): void;
+  /** The pipeline's checkpoint stage (continuous, for a relay that keeps its state). */
+  checkpoints?: StateCheckpoint | undefined;
+  /**
+   * Fetch every guest copy as the guest makes it and keep it, so that the host can still paste
+   * it when the guest's agent has let go of it: it does when its port closes, that is whenever
+   * the relay restarts. For a relay that keeps its state.
+   */
+  keepGuestCopies?: boolean | undefined;
+  /**
+   * The host's or the kept guest copies changed (their data is not in the checkpoint); a promise
+   * that settles once the change is stored. A copy is acknowledged, and a guest copy reported
+   * kept, only then.
+   */
+  onCopiesChange?: (() => Promise<void> | undefined) | undefined;
+}
+
+/** The type a paste takes when it names none: text if the guest offers it, else the first. */
+function preferredType(types: readonly number[] | undefined): number | undefined {
+  return types?.includes(ClipboardType.UTF8_TEXT) ? ClipboardType.UTF8_TEXT : types?.[0];
 }
 
 const hex = (words: readonly number[]) => words.map((w) => `0x${w.toString(16).padStart(8, "0")}`);
@@ -104,6 +124,10 @@ export class RelayCore {
   readonly #options: RelayCoreOptions;
   /** The data of the host's copies, per selection, by type. */
   readonly #copies: Map<number, Uint8Array>[] = [new Map(), new Map(), new Map()];
+  /** The guest's last copy per selection, fetched as it was made (`keepGuestCopies`). */
+  readonly #kept: (ClipboardCopy | undefined)[] = [undefined, undefined, undefined];
+  /** Guest grabs per selection: a fetch that finishes after the next grab is not kept. */
+  readonly #grabs = [0, 0, 0];
   readonly #progress = new Map<string, number>();
   #stopping = false;
 
@@ -113,17 +137,20 @@ export class RelayCore {
     for (const copy of options.restore?.hostCopies ?? []) {
       this.#copies[copy.selection]!.set(copy.type, copy.data);
     }
+    for (const copy of options.restore?.guestCopies ?? []) this.#kept[copy.selection] = copy;
     this.pipeline = createHostPipeline(transport, {
       mouse: options.mouse,
+      ...(options.checkpoints === undefined ? {} : { checkpoints: options.checkpoints }),
       ...(options.maxClipboard === undefined ? {} : { maxClipboard: options.maxClipboard }),
-      ...(options.restore === undefined
+      ...(options.restore?.checkpoint === undefined
         ? {}
         : { restore: options.restore.checkpoint, resume: options.resume ?? "reconnected" }),
       clipboard: options.clipboard
         ? {
           onGuestGrab: (selection) => {
-            this.#copies[selection]!.clear();
+            void this.#clearCopies(selection);
             broadcast(this.#offerEvent(selection)!);
+            if (options.keepGuestCopies) this.#keep(selection);
           },
           onGuestRelease: (selection) =>
             broadcast({ event: "release", selection: selectionName(selection), by: "guest" }),
@@ -207,13 +234,52 @@ export class RelayCore {
    * connection ends with the hand-off, so the pipeline drains it: it writes what is queued,
    * half-closes, and reads what the guest had sent until QEMU closes its side.
    */
-  async checkpoint(): Promise<RelayState> {
+  async checkpoint(): Promise<Pick<RelayState, "checkpoint" | "hostCopies" | "guestCopies">> {
     const checkpoint = await this.pipeline.checkpoint({ drain: true });
-    const hostCopies: HostCopy[] = [];
+    return { checkpoint, hostCopies: this.hostCopies(), guestCopies: this.guestCopies() };
+  }
+
+  /** The data of the guest's copies the relay keeps. */
+  guestCopies(): ClipboardCopy[] {
+    return this.#kept.filter((copy) => copy !== undefined);
+  }
+
+  /** Fetches the guest's new copy of `selection`; kept unless the guest copies again first. */
+  #keep(selection: number): void {
+    // The copy kept before stays until this one is: it is the last the host could fetch.
+    const grab = ++this.#grabs[selection]!;
+    const session = this.pipeline.session;
+    const type = preferredType(session.guestOffer(selection)?.types);
+    if (type === undefined) return;
+    session.request(selection, type).then(async (data) => {
+      if (this.#grabs[selection] !== grab) return;
+      this.#kept[selection] = { selection, type, data };
+      await this.#options.onCopiesChange?.();
+      if (this.#grabs[selection] !== grab) return;
+      this.#options.broadcast({
+        event: "kept",
+        selection: selectionName(selection),
+        mime: mimeOfType(type),
+        bytes: data.length,
+      });
+    }, () => {
+      // Not kept: the guest let go of it, or it is too large; a paste asks the guest.
+    });
+  }
+
+  /** The data of the host's copies. */
+  hostCopies(): ClipboardCopy[] {
+    const hostCopies: ClipboardCopy[] = [];
     this.#copies.forEach((copies, selection) => {
       for (const [type, data] of copies) hostCopies.push({ selection, type, data });
     });
-    return { checkpoint, hostCopies };
+    return hostCopies;
+  }
+
+  async #clearCopies(selection: number): Promise<void> {
+    if (this.#copies[selection]!.size === 0) return;
+    this.#copies[selection]!.clear();
+    await this.#options.onCopiesChange?.();
   }
 
   async #run(command: Command, reply: EventSink): Promise<void> {
@@ -223,18 +289,29 @@ export class RelayCore {
       case "copy": {
         session.grab(command.selection, [command.type]);
         this.#copies[command.selection] = new Map([[command.type, command.data]]);
+        this.#kept[command.selection] = undefined; // the host's copy replaces the guest's
+        await this.#options.onCopiesChange?.();
         return ok();
       }
       case "release":
         session.release(command.selection);
-        this.#copies[command.selection]!.clear();
+        await this.#clearCopies(command.selection);
         return ok();
       case "paste": {
         const offer = session.guestOffer(command.selection);
-        const type = command.type ??
-          (offer?.types.includes(ClipboardType.UTF8_TEXT)
-            ? ClipboardType.UTF8_TEXT
-            : offer?.types[0]);
+        const kept = this.#kept[command.selection];
+        // The last guest copy the relay fetched, for when the agent let go of it: it does when
+        // its port closes, and when a relay announces itself.
+        const fromKept = kept !== undefined && (command.type ?? kept.type) === kept.type
+          ? () =>
+            reply({
+              ...dataEvent(command.selection, kept.type, kept.data),
+              ...idOf(command.id),
+              kept: true,
+            })
+          : undefined;
+        if (offer === undefined && fromKept !== undefined) return fromKept();
+        const type = command.type ?? preferredType(offer?.types);
         if (type === undefined) {
           throw new ClipboardError(
             "NOT_OFFERED",
@@ -243,7 +320,15 @@ export class RelayCore {
           );
         }
         const options = command.timeout === undefined ? {} : { timeout: command.timeout };
-        const data = await session.request(command.selection, type, options);
+        let data: Uint8Array;
+        try {
+          data = await session.request(command.selection, type, options);
+        } catch (error) {
+          const released = error instanceof ClipboardError &&
+            (error.code === "RELEASED" || error.code === "NOT_OFFERED");
+          if (released && fromKept !== undefined) return fromKept();
+          throw error;
+        }
         return reply({ ...dataEvent(command.selection, type, data), ...idOf(command.id) });
       }
       case "mouse":

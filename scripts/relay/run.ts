@@ -1,6 +1,6 @@
 // The relay's life, from the command line to the exit code, against a small platform interface
 // that the Deno entry (scripts/relay.ts) and the Node entry (scripts/relay/node_main.ts) fill in.
-import { decodeCheckpoint, type Transport } from "../../mod.ts";
+import { decodeCheckpoint, encodeCheckpoint, StateCheckpoint, type Transport } from "../../mod.ts";
 import {
   type ConnectTarget,
   describeTarget,
@@ -11,7 +11,14 @@ import {
 } from "./args.ts";
 import { CommandError, type CommandId } from "./protocol.ts";
 import { errorEvent, RelayCore, type RelayEvent } from "./relay_core.ts";
-import { decodeStateFile, encodeStateFile, type RelayState } from "./state_file.ts";
+import {
+  encodeStateFile,
+  importStateKey,
+  maxStateFileSize,
+  type RelayState,
+  type StateKey,
+} from "./state_file.ts";
+import { type LockHolder, type StateFiles, StateStore } from "./state_store.ts";
 import { allowWebSocket, PAGE_ASSETS, type ServeHandlers, type WebServer } from "./web.ts";
 
 /** A connection to the guest's port. */
@@ -28,12 +35,10 @@ export interface RelayPlatform {
   args: readonly string[];
   /** Connects to the guest's port. */
   connect(target: ConnectTarget): Promise<Connection>;
-  /** A file's bytes, or `undefined` if it does not exist. */
-  readFile(path: string): Promise<Uint8Array | undefined>;
-  /** Writes a file atomically: a temporary file in the same directory, synced, then renamed. */
-  writeFileAtomic(path: string, bytes: Uint8Array): Promise<void>;
-  /** Removes a file. */
-  removeFile(path: string): Promise<void>;
+  /** The files of `--state` and `--key-file`. */
+  files: StateFiles;
+  /** An environment variable. */
+  env(name: string): string | undefined;
   /** A page asset by name (`index.html`, `app.js`, `style.css`). */
   readAsset(name: string): Promise<Uint8Array>;
   /** Serves HTTP and WebSocket; resolves once listening. */
@@ -55,6 +60,7 @@ export const ExitCode = {
   CONNECTION_FAILED: 4,
   BAD_STATE: 5,
   CHECKPOINT_FAILED: 6,
+  LOCKED: 7,
 } as const;
 
 /** How long a hand-off or a close may take before the relay gives up on it. */
@@ -146,55 +152,184 @@ const PEER_GONE = ["EPIPE", "ECONNRESET"];
 const message = (error: unknown) => error instanceof Error ? error.message : String(error);
 const codeOf = (error: unknown) => (error as { code?: unknown })?.code;
 
-/** How often a standby relay looks at the state file. */
+/** How often a standby relay looks at the state's lock and generation. */
 const STANDBY_POLL_MS = 25;
 
 /**
- * Waits until the state file holds a state it did not hold at the start: the hand-off of the
- * relay that had the session. Resolves `undefined` then, or the signal that stopped the wait.
+ * Waits for the hand-off: until the relay that holds the state lets it go (or dies) after
+ * writing a generation newer than the one at the start, then takes the lock. Resolves with the
+ * store, or the signal that stopped the wait.
  */
 async function standBy(
   platform: RelayPlatform,
   path: string,
   target: string,
+  lock: () => Promise<StateStore>,
+  signals: Signals,
   log: (line: string) => void,
-): Promise<"SIGTERM" | "SIGINT" | undefined> {
-  let signalled: "SIGTERM" | "SIGINT" | undefined;
-  let wake: (() => void) | undefined;
-  const stopListening = platform.onSignal((signal) => {
-    signalled = signal;
-    wake?.();
-  });
-  try {
-    const initial = await platform.readFile(path).catch(() => undefined);
-    log(
-      `standing by on ${target}: connected, waiting for the hand-off in ${path}` +
-        (initial === undefined ? "" : " (the state there now is an older one)"),
-    );
-    for (;;) {
-      const now = await platform.readFile(path).catch(() => undefined);
-      if (now !== undefined && (initial === undefined || !sameBytes(now, initial))) return;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, STANDBY_POLL_MS);
-      });
-      if (signalled !== undefined) return signalled;
+): Promise<StateStore | Signal> {
+  const initial = await StateStore.writtenGeneration(platform.files, path);
+  log(
+    `standing by on ${target}: connected, waiting for the hand-off in ${path}` +
+      (initial === 0 ? "" : ` (the state there now, generation ${initial}, is an older one)`),
+  );
+  for (;;) {
+    if (signals.pending !== undefined) return signals.pending;
+    const holder = await StateStore.holder(platform.files, path);
+    const generation = await StateStore.writtenGeneration(platform.files, path);
+    if (holder?.stale || (holder === undefined && generation > initial)) {
+      try {
+        return await lock();
+      } catch (error) {
+        if (codeOf(error) !== "LOCKED") throw error; // another standby was first
+      }
     }
+    await signals.sleep(STANDBY_POLL_MS);
+  }
+}
+
+type Signal = "SIGTERM" | "SIGINT";
+
+/**
+ * The signals of the relay's whole life: held while it starts (a standby ends its wait, a relay
+ * that is starting hands off as soon as it runs), passed to `handler` once it is set.
+ */
+class Signals {
+  pending: Signal | undefined;
+  handler: ((signal: Signal) => void) | undefined;
+  #wake: (() => void) | undefined;
+
+  receive(signal: Signal): void {
+    if (this.handler !== undefined) return this.handler(signal);
+    this.pending ??= signal;
+    this.#wake?.();
+  }
+
+  /** Waits `ms`, or less if a signal comes. */
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/**
+ * Writes the state after every change, one write at a time: the changes of one turn of the event
+ * loop, and those made while a write is under way, cost one write.
+ */
+class StateWriter {
+  readonly #store: StateStore;
+  readonly #copies: () => Pick<RelayState, "hostCopies" | "guestCopies">;
+  readonly #onError: (error: unknown) => void;
+  #checkpoint: Uint8Array | undefined;
+  /** Who waits for the next write. */
+  #waiting: (() => void)[] = [];
+  #stopped = false;
+  #running: Promise<void> | undefined;
+
+  constructor(
+    store: StateStore,
+    checkpoint: Uint8Array | undefined,
+    copies: () => Pick<RelayState, "hostCopies" | "guestCopies">,
+    onError: (error: unknown) => void,
+  ) {
+    this.#store = store;
+    this.#checkpoint = checkpoint;
+    this.#copies = copies;
+    this.#onError = onError;
+  }
+
+  /**
+   * The state changed: a new checkpoint, or (without one) the relay's copies. Resolves once a
+   * write that holds the change is done (or failed, which is reported).
+   */
+  changed(checkpoint?: Uint8Array): Promise<void> {
+    if (checkpoint !== undefined) this.#checkpoint = checkpoint;
+    if (this.#stopped) return Promise.resolve();
+    const written = new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#running ??= this.#run();
+    return written;
+  }
+
+  /** Writes what changed, and then nothing more; resolves when the last write is done. */
+  async stop(): Promise<void> {
+    await this.#running;
+    this.#stopped = true;
+  }
+
+  async #run(): Promise<void> {
+    while (this.#waiting.length > 0 && !this.#stopped) {
+      // The checkpoint of a change made with the copies arrives in this turn.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const waiting = this.#waiting;
+      this.#waiting = [];
+      try {
+        await this.#store.write({
+          checkpoint: this.#checkpoint,
+          ...this.#copies(),
+          handedOff: false,
+        });
+      } catch (error) {
+        if (codeOf(error) === "FENCED") this.#stopped = true;
+        this.#onError(error);
+      }
+      for (const resolve of waiting) resolve();
+    }
+    for (const resolve of this.#waiting.splice(0)) resolve();
+    this.#running = undefined;
+  }
+}
+
+/** The state file's key: `--key-file`, else `VDAGENT_RELAY_KEY`; `undefined` if neither. */
+async function loadKey(platform: RelayPlatform, args: RelayArgs): Promise<StateKey | undefined> {
+  let text = platform.env("VDAGENT_RELAY_KEY");
+  let from = "VDAGENT_RELAY_KEY";
+  if (args.keyFile !== undefined) {
+    const bytes = await platform.files.read(args.keyFile, 4096);
+    if (bytes === undefined) throw new UsageError(`--key-file ${args.keyFile} does not exist`);
+    text = new TextDecoder().decode(bytes);
+    from = `--key-file ${args.keyFile}`;
+  }
+  if (text === undefined) return undefined;
+  try {
+    return await importStateKey(text);
+  } catch (error) {
+    throw new UsageError(`${from}: ${message(error)}`);
+  }
+}
+
+/** Exit code of a state that cannot be used. */
+function stateExit(error: unknown): number {
+  const code = codeOf(error);
+  return code === "LOCKED" || code === "FENCED"
+    ? ExitCode.LOCKED
+    : code === "UNWRITABLE"
+    ? ExitCode.CHECKPOINT_FAILED
+    : ExitCode.BAD_STATE;
+}
+
+/** Runs the relay; resolves with the exit code once everything is flushed and closed. */
+export async function runRelay(platform: RelayPlatform): Promise<number> {
+  const signals = new Signals();
+  const stopListening = platform.onSignal((signal) => signals.receive(signal));
+  try {
+    return await relay(platform, signals);
   } finally {
     stopListening();
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-/** Runs the relay; resolves with the exit code once everything is flushed and closed. */
-export async function runRelay(platform: RelayPlatform): Promise<number> {
+async function relay(platform: RelayPlatform, signals: Signals): Promise<number> {
   const log = (line: string) => platform.log(`vdagent-relay: ${line}`);
   let args: RelayArgs | undefined;
+  let key: StateKey | undefined;
   try {
     args = parseRelayArgs(platform.args);
+    if (args !== undefined) key = await loadKey(platform, args);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     platform.log(`vdagent-relay: ${error.message}\n${USAGE}`);
@@ -205,44 +340,12 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     return ExitCode.STOPPED;
   }
   const target = describeTarget(args.connect);
-
-  let connection: Connection | undefined;
-  if (args.standby) {
-    try {
-      connection = await platform.connect(args.connect);
-    } catch (error) {
-      log(`cannot connect to ${target}: ${message(error)}`);
-      return ExitCode.CONNECTION_FAILED;
-    }
-    const stopped = await standBy(platform, args.state!, target, log);
-    if (stopped) {
-      connection.close();
-      log(`${stopped} while standing by: exiting, ${args.state} untouched`);
-      return ExitCode.STOPPED;
-    }
+  if (args.state !== undefined && key === undefined) {
+    log(
+      `WARNING: --state ${args.state} without a key: whoever can write it can make this relay ` +
+        "restore any state; set VDAGENT_RELAY_KEY or --key-file (see SECURITY.md)",
+    );
   }
-
-  let restore: RelayState | undefined;
-  if (args.state !== undefined) {
-    try {
-      const bytes = await platform.readFile(args.state);
-      if (bytes !== undefined) restore = decodeStateFile(bytes);
-    } catch (error) {
-      log(
-        `cannot restore ${args.state}: ${codeOf(error) ?? "READ_FAILED"}: ${message(error)}; ` +
-          "it is left as it is (remove it to start fresh)",
-      );
-      return ExitCode.BAD_STATE;
-    }
-  }
-
-  try {
-    connection ??= await platform.connect(args.connect);
-  } catch (error) {
-    log(`cannot connect to ${target}: ${message(error)}`);
-    return ExitCode.CONNECTION_FAILED;
-  }
-  const link = connection;
 
   const out = new EventWriter(platform.stdout, platform.log);
   const clients = new Set<(event: RelayEvent) => void>();
@@ -250,11 +353,153 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     out.write(event);
     for (const send of clients) send(event);
   };
+  // Settled once the session runs; a WebSocket client that comes earlier waits for it.
+  let setCoreReady!: (core: RelayCore) => void;
+  const coreReady = new Promise<RelayCore>((resolve) => setCoreReady = resolve);
+
+  // Listening first: a port in use must not cost the state.
+  let server: WebServer | undefined;
+  if (args.listen !== undefined) {
+    try {
+      const assets = new Map<string, { body: Uint8Array; type: string }>();
+      for (const [path, asset] of Object.entries(PAGE_ASSETS)) {
+        assets.set(path, { body: await platform.readAsset(asset.name), type: asset.type });
+      }
+      const listenHost = args.listen.hostname;
+      server = await platform.serve(args.listen, {
+        asset: (path) => assets.get(path),
+        allow: (origin, host) => allowWebSocket(origin, host, listenHost),
+        connect(client) {
+          const send = (event: RelayEvent) => client.send(JSON.stringify(event));
+          send({ event: "hello", connect: target });
+          let open = true;
+          void coreReady.then((ready) => {
+            if (!open) return;
+            for (const event of ready.stateEvents()) send(event);
+            clients.add(send);
+          });
+          return {
+            message: (text) => void coreReady.then((ready) => ready.run(text, send)),
+            close: () => {
+              open = false;
+              clients.delete(send);
+            },
+          };
+        },
+      });
+    } catch (error) {
+      log(`cannot listen on ${args.listen.hostname}:${args.listen.port}: ${message(error)}`);
+      return ExitCode.FAILURE;
+    }
+  }
+  const closeServer = () => server?.close().catch(() => {});
+
+  const lockState = (path: string) =>
+    StateStore.lock(platform.files, path, {
+      key,
+      maxBytes: maxStateFileSize(args.maxClipboard ?? 64 * 1024 * 1024),
+    });
+  let connection: Connection | undefined;
+  let store: (StateStore & { brokeStale?: LockHolder }) | undefined;
+  try {
+    if (args.standby) {
+      try {
+        connection = await platform.connect(args.connect);
+      } catch (error) {
+        log(`cannot connect to ${target}: ${message(error)}`);
+        await closeServer();
+        return ExitCode.CONNECTION_FAILED;
+      }
+      const waited = await standBy(
+        platform,
+        args.state!,
+        target,
+        () => lockState(args.state!),
+        signals,
+        log,
+      );
+      if (typeof waited === "string") {
+        connection.close();
+        log(`${waited} while standing by: exiting, ${args.state} untouched`);
+        await closeServer();
+        return ExitCode.STOPPED;
+      }
+      store = waited;
+    } else if (args.state !== undefined) {
+      store = await lockState(args.state);
+    }
+  } catch (error) {
+    connection?.close();
+    log(`cannot take ${args.state}: ${codeOf(error) ?? ""} ${message(error)}`);
+    await closeServer();
+    return stateExit(error);
+  }
+  if (store?.brokeStale !== undefined) {
+    log(
+      `the relay with pid ${store.brokeStale.pid} held ${args.state} and died without handing ` +
+        "off: this relay takes the state over",
+    );
+  }
+
+  // The state, read and checked, then written back at once: a store this relay cannot write is
+  // found now, not at the hand-off, and an older copy of the file is from now on stale.
+  let restored: RelayState | undefined;
+  if (store !== undefined) {
+    try {
+      restored = await store.read();
+      await store.write({
+        checkpoint: restored?.checkpoint,
+        hostCopies: restored?.hostCopies ?? [],
+        guestCopies: restored?.guestCopies ?? [],
+        handedOff: restored?.handedOff ?? false,
+      });
+    } catch (error) {
+      connection?.close();
+      await store.unlock().catch(() => {});
+      const code = codeOf(error);
+      log(
+        code === undefined || code === "FENCED"
+          ? `cannot write ${args.state}: ${message(error)}`
+          : `cannot restore ${args.state}: ${code}: ${message(error)}; it is left as it is`,
+      );
+      await closeServer();
+      return code === undefined ? ExitCode.CHECKPOINT_FAILED : stateExit(error);
+    }
+  }
+  const restoring = restored?.checkpoint !== undefined;
+  // A state not handed off is the last one a relay wrote while running: it was killed, and what
+  // it read since is lost, so the connection is new and the guest may have moved on.
+  const crashed = restoring && !restored!.handedOff;
+  let checkpoint = restored?.checkpoint;
+  if (crashed && decodeCheckpoint(checkpoint!).drained) {
+    const { drained: _, ...rest } = decodeCheckpoint(checkpoint!);
+    checkpoint = encodeCheckpoint(rest);
+  }
+  const resume = crashed ? "reconnected" : args.resume;
+  if (crashed && args.resume === "continued") {
+    log(
+      `${args.state} was not handed off (the last relay was killed): resuming reconnected, ` +
+        "not continued",
+    );
+  }
+
+  try {
+    connection ??= await platform.connect(args.connect);
+  } catch (error) {
+    log(`cannot connect to ${target}: ${message(error)}`);
+    await store?.unlock().catch(() => {});
+    await closeServer();
+    return ExitCode.CONNECTION_FAILED;
+  }
+  const link = connection;
+
   let stopping = false;
   let finish!: (code: number, reason: string) => void;
   const finished = new Promise<{ code: number; reason: string }>((resolve) => {
     finish = (code, reason) => resolve({ code, reason });
   });
+  let writer: StateWriter | undefined;
+  const writeFailures = new Set<string>();
 
   const handOff = async (why: string, id?: CommandId, reply?: (event: RelayEvent) => void) => {
     if (stopping) {
@@ -271,13 +516,13 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       return;
     }
     stopping = true;
-    core.stop();
-    if (args.state === undefined && reply === undefined) {
+    session.stop();
+    if (store === undefined && reply === undefined) {
       log(
         `${why}: no --state, so no checkpoint: closing the session (the next relay starts fresh)`,
       );
       try {
-        await bounded(core.pipeline.close(), 2000, "closing the session");
+        await bounded(session.pipeline.close(), 2000, "closing the session");
       } catch (error) {
         log(`closing the session: ${message(error)}`);
       }
@@ -285,74 +530,110 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       return finish(ExitCode.STOPPED, `${why}: stopped without a checkpoint`);
     }
     log(`${why}: taking a checkpoint`);
-    let state: RelayState;
+    let state: Pick<RelayState, "checkpoint" | "hostCopies" | "guestCopies">;
     try {
-      state = await bounded(core.checkpoint(), STOP_TIMEOUT_MS, "the checkpoint");
+      state = await bounded(session.checkpoint(), STOP_TIMEOUT_MS, "the checkpoint");
     } catch (error) {
       log(`cannot take a checkpoint: ${codeOf(error) ?? ""} ${message(error)}`);
       link.close();
       return finish(ExitCode.CHECKPOINT_FAILED, "the checkpoint failed");
     }
-    const file = encodeStateFile(state);
-    const event: RelayEvent = {
-      event: "checkpoint",
-      ...(id === undefined ? {} : { id }),
-      bytes: state.checkpoint.length,
-    };
-    if (args.state !== undefined) {
+    const bytes = state.checkpoint!.length;
+    const event: RelayEvent = { event: "checkpoint", ...(id === undefined ? {} : { id }), bytes };
+    if (store !== undefined) {
       try {
-        await platform.writeFileAtomic(args.state, file);
+        await writer!.stop();
+        await store.write({ ...state, handedOff: true });
       } catch (error) {
         log(`cannot write the checkpoint to ${args.state}: ${message(error)}`);
         link.close();
-        return finish(ExitCode.CHECKPOINT_FAILED, "the checkpoint could not be written");
+        return finish(
+          codeOf(error) === "FENCED" ? ExitCode.LOCKED : ExitCode.CHECKPOINT_FAILED,
+          "the checkpoint could not be written",
+        );
       }
       event.file = args.state;
       log(
-        `handed off: checkpoint of ${state.checkpoint.length} bytes (and ${state.hostCopies.length} ` +
-          `host copies) written to ${args.state}; start the next relay with --state ${args.state}`,
+        `handed off: checkpoint of ${bytes} bytes (and ${state.hostCopies.length} host copies) ` +
+          `written to ${args.state} (generation ${store.generation}); start the next relay ` +
+          `with --state ${args.state}`,
       );
     } else {
       // Nowhere to write it: the caller gets the whole state file in the event.
+      const file = await encodeStateFile({ ...state, generation: 0, handedOff: true }, key);
       event.state = JSON.parse(new TextDecoder().decode(file));
-      log(
-        `handed off: checkpoint of ${state.checkpoint.length} bytes sent in the checkpoint event`,
-      );
+      log(`handed off: checkpoint of ${bytes} bytes sent in the checkpoint event`);
     }
     (reply ?? broadcast)(event);
     link.close();
     finish(ExitCode.STOPPED, `${why}: handed off`);
   };
 
-  let core: RelayCore;
+  const checkpoints = store === undefined ? undefined : new StateCheckpoint({ continuous: true });
+  let session: RelayCore;
   try {
-    core = new RelayCore(link, {
+    session = new RelayCore(link, {
       mouse: args.mouse,
       clipboard: args.clipboard,
       maxClipboard: args.maxClipboard,
-      restore,
-      resume: args.resume,
+      restore: restoring ? { ...restored!, checkpoint } : undefined,
+      resume,
       broadcast,
+      checkpoints,
+      keepGuestCopies: store !== undefined,
+      onCopiesChange: () => writer?.changed(),
       onCheckpoint: (id, reply) => void handOff("checkpoint command", id, reply),
     });
   } catch (error) {
     link.close();
+    await store?.unlock().catch(() => {});
+    await closeServer();
     log(`cannot restore ${args.state}: ${codeOf(error) ?? ""} ${message(error)}`);
     return ExitCode.BAD_STATE;
+  }
+  if (store !== undefined) {
+    const copies = () => ({ hostCopies: session.hostCopies(), guestCopies: session.guestCopies() });
+    writer = new StateWriter(store, checkpoint, copies, (error) => {
+      if (codeOf(error) === "FENCED") {
+        log(`${message(error)}: stopping without writing it again`);
+        if (!stopping) {
+          stopping = true;
+          session.stop();
+          link.close();
+          finish(ExitCode.LOCKED, "another relay took the state over");
+        }
+        return;
+      }
+      // Reported once per reason; the next change tries again.
+      if (writeFailures.has(message(error))) return;
+      writeFailures.add(message(error));
+      log(`cannot write ${args.state}: ${message(error)} (tried again at the next change)`);
+      broadcast({ event: "error", code: "STATE_WRITE_FAILED", message: message(error) });
+    });
+    const continuous = checkpoints!.readable.getReader();
+    void (async () => {
+      for (;;) {
+        const { value, done } = await continuous.read();
+        if (done) return;
+        // The hand-off's own checkpoint comes through here too; the hand-off writes that one.
+        if (!stopping) void writer.changed(value);
+      }
+    })().catch(() => {});
   }
 
   // Before anything the guest sends is reported: the pipeline reads once this turn yields.
   broadcast({
     event: "started",
-    mode: restore === undefined ? "fresh" : "restored",
-    ...(restore === undefined ? {} : { resume: args.resume }),
+    mode: restoring ? "restored" : "fresh",
+    ...(restoring ? { resume } : {}),
     connect: target,
   });
-  if (restore !== undefined) { for (const event of core.stateEvents()) broadcast(event); }
+  if (restoring) { for (const event of session.stateEvents()) broadcast(event); }
+  setCoreReady(session);
 
-  if (restore !== undefined) {
-    const drained = decodeCheckpoint(restore.checkpoint).drained === true;
-    const how = args.resume === "continued"
+  if (restoring) {
+    const drained = decodeCheckpoint(checkpoint!).drained === true;
+    const how = resume === "continued"
       ? drained
         ? "the guest's port stayed open while the connection changed: it sends the host's copies " +
           "and outstanding pastes again (the old relay's last bytes may be lost) and does not " +
@@ -366,26 +647,18 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
         "have been lost: it announces itself (request=1), the guest's serials restart at 0, " +
         "and the host's copies go again once the guest answers";
     log(
-      `restored ${args.state} (checkpoint of ${restore.checkpoint.length} bytes, resume ` +
-        `${args.resume}) on ${target}: ${how}`,
+      `restored ${args.state} (generation ${restored!.generation}, checkpoint of ` +
+        `${checkpoint!.length} bytes, resume ${resume}) on ${target}: ${how}`,
     );
-    try {
-      await platform.removeFile(args.state!);
-      log(
-        `removed ${args.state}: the session moves on, and a relay that dies must not leave it stale`,
-      );
-    } catch (error) {
-      log(`cannot remove ${args.state}: ${message(error)}`);
-    }
   } else {
     log(
       `starting fresh on ${target}${
-        args.state === undefined ? " (no --state)" : ` (${args.state} does not exist)`
+        args.state === undefined ? " (no --state)" : ` (${args.state} holds no session)`
       }: announcing to the guest`,
     );
   }
 
-  core.done.then(
+  session.done.then(
     () => {
       if (stopping) return;
       log(`the guest's side closed the connection on ${target} (end of stream); exiting`);
@@ -402,41 +675,16 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     },
   );
 
-  let server: WebServer | undefined;
-  if (args.listen !== undefined) {
-    try {
-      const assets = new Map<string, { body: Uint8Array; type: string }>();
-      for (const [path, asset] of Object.entries(PAGE_ASSETS)) {
-        assets.set(path, { body: await platform.readAsset(asset.name), type: asset.type });
-      }
-      const listenHost = args.listen.hostname;
-      server = await platform.serve(args.listen, {
-        asset: (path) => assets.get(path),
-        allow: (origin, host) => allowWebSocket(origin, host, listenHost),
-        connect(client) {
-          const send = (event: RelayEvent) => client.send(JSON.stringify(event));
-          send({ event: "hello", connect: target });
-          for (const event of core.stateEvents()) send(event);
-          clients.add(send);
-          return {
-            message: (text) => void core.run(text, send),
-            close: () => void clients.delete(send),
-          };
-        },
-      });
-      log(`listening on ${server.url} (clipboard page at /, WebSocket at /ws)`);
-      broadcast({ event: "listening", url: server.url });
-    } catch (error) {
-      log(`cannot listen on ${args.listen.hostname}:${args.listen.port}: ${message(error)}`);
-      finish(ExitCode.FAILURE, "cannot listen");
-    }
+  if (server !== undefined) {
+    log(`listening on ${server.url} (clipboard page at /, WebSocket at /ws)`);
+    broadcast({ event: "listening", url: server.url });
   }
 
   const maxLine = Math.ceil(((args.maxClipboard ?? 64 * 1024 * 1024) * 4) / 3) + LINE_SLACK;
   readLines(
     platform.stdin,
     maxLine,
-    (line) => void core.run(line, (event) => out.write(event)),
+    (line) => void session.run(line, (event) => out.write(event)),
     (length) =>
       out.write({
         event: "error",
@@ -449,16 +697,19 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     (error) => log(`standard input failed: ${message(error)}; still relaying`),
   );
 
-  const stopListening = platform.onSignal((signal) => void handOff(signal));
+  signals.handler = (signal) => void handOff(signal);
+  if (signals.pending !== undefined) signals.handler(signals.pending);
   const { code, reason } = await finished;
-  stopListening();
   if (!stopping) {
     stopping = true;
-    core.stop();
+    session.stop();
     link.close();
   }
+  // The last state written while running stays: the next relay restores it, reconnected.
+  await writer?.stop().catch(() => {});
+  await store?.unlock().catch(() => {});
   broadcast({ event: "exit", code, reason });
-  await server?.close().catch(() => {});
+  await closeServer();
   await bounded(out.flush(), 5000, "flushing standard output").catch(() => {});
   return code;
 }

@@ -118,7 +118,7 @@ export class PipelineRunner {
   /** The writable side was closed by a drain. */
   #closedWrite = false;
   /** Resolves when a drain runs out of time: a write in flight is given up. */
-  #drainOver = Promise.withResolvers<void>();
+  #drainOver = deferred();
   /** While resynchronizing: the bytes kept from the last read, a start may begin in them. */
   #scan: Uint8Array | undefined;
   #skipped = 0;
@@ -529,4 +529,11 @@ export class PipelineRunner {
     this.#wakeIn?.();
     this.#wakeOut?.();
   }
+}
+
+/** A promise and its resolve (Node 20 has no `Promise.withResolvers`). */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => resolve = r);
+  return { promise, resolve };
 }

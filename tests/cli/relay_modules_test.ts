@@ -15,7 +15,12 @@ import {
   uriListToPaths,
 } from "../../scripts/relay/mime.ts";
 import { parseCommand } from "../../scripts/relay/protocol.ts";
-import { decodeStateFile, encodeStateFile } from "../../scripts/relay/state_file.ts";
+import {
+  decodeStateFile,
+  encodeStateFile,
+  importStateKey,
+  StateFileError,
+} from "../../scripts/relay/state_file.ts";
 import { allowWebSocket } from "../../scripts/relay/web.ts";
 import { prng, randBytes } from "../_helpers.ts";
 
@@ -186,7 +191,7 @@ test("parseRelayArgs reads every flag, drops a leading --, and refuses bad value
   }
 });
 
-test("decodeStateFile reads what encodeStateFile wrote, and a raw checkpoint, and refuses the rest", () => {
+test("decodeStateFile reads what encodeStateFile wrote, and refuses the rest", async () => {
   const empty = { lastSerial: 0, guestRequests: [] };
   const checkpoint = encodeCheckpoint({
     mode: "lossless",
@@ -197,34 +202,105 @@ test("decodeStateFile reads what encodeStateFile wrote, and a raw checkpoint, an
   const state = {
     checkpoint,
     hostCopies: [{ selection: 0, type: 1, data: new TextEncoder().encode("host text") }],
+    guestCopies: [{ selection: 1, type: 1, data: new TextEncoder().encode("guest text") }],
+    generation: 7,
+    handedOff: true,
   };
-  const file = encodeStateFile(state);
+  const file = await encodeStateFile(state);
   const json = JSON.parse(new TextDecoder().decode(file));
-  assert.equal(json.format, "vdagent-relay-state/1");
+  assert.equal(json.format, "vdagent-relay-state/2");
+  assert.equal(json.generation, 7);
+  assert.equal(json.handedOff, true);
+  assert.equal(json.mac, undefined);
   assert.deepEqual(json.hostCopies, [{
     selection: "clipboard",
     mime: "text/plain;charset=utf-8",
     base64: "aG9zdCB0ZXh0",
   }]);
   assert.equal(json.describe.selections[0].lastSerial, 2);
-  assert.deepEqual(decodeStateFile(file), state);
-  assert.deepEqual(decodeStateFile(checkpoint), { checkpoint, hostCopies: [] });
+  assert.deepEqual(await decodeStateFile(file), state);
+  const fresh = {
+    checkpoint: undefined,
+    hostCopies: [],
+    guestCopies: [],
+    generation: 1,
+    handedOff: false,
+  };
+  assert.deepEqual(await decodeStateFile(await encodeStateFile(fresh)), fresh);
+  const refused = async (bytes: Uint8Array, code: string) =>
+    await assert.rejects(
+      decodeStateFile(bytes),
+      (e) => e instanceof StateFileError && e.code === code,
+    );
+  const edited = (change: Record<string, unknown>) =>
+    new TextEncoder().encode(JSON.stringify({ ...json, ...change }));
   const corrupt = checkpoint.slice();
   corrupt[12]! ^= 1;
-  assert.throws(() => decodeStateFile(corrupt), { code: "BAD_CHECKSUM" });
-  assert.throws(() => decodeStateFile(new TextEncoder().encode("{}")), {
-    code: "BAD_STATE_FILE",
-  });
-  assert.throws(() => decodeStateFile(new TextEncoder().encode("not json")), {
-    code: "BAD_STATE_FILE",
-  });
-  assert.throws(
-    () =>
-      decodeStateFile(
-        new TextEncoder().encode(JSON.stringify({ ...json, hostCopies: [{ selection: "x" }] })),
-      ),
-    { code: "BAD_STATE_FILE" },
-  );
+  await refused(edited({ checkpoint: encodeBase64(corrupt) }), "BAD_CHECKSUM");
+  await refused(new TextEncoder().encode("{}"), "BAD_STATE_FILE");
+  await refused(new TextEncoder().encode("not json"), "BAD_STATE_FILE");
+  await refused(edited({ format: "vdagent-relay-state/1" }), "BAD_STATE_FILE");
+  await refused(edited({ hostCopies: [{ selection: "x" }] }), "BAD_STATE_FILE");
+  await refused(edited({ generation: -1 }), "BAD_STATE_FILE");
+  await refused(edited({ handedOff: "yes" }), "BAD_STATE_FILE");
+  const copy = json.hostCopies[0];
+  await refused(edited({ hostCopies: [copy, copy, copy, copy] }), "BAD_STATE_FILE");
+  await refused(edited({ guestCopies: undefined }), "BAD_STATE_FILE");
+});
+
+test("decodeStateFile with a key refuses a state file with any field changed, its MAC stripped, or another key", async () => {
+  const key = await importStateKey("11".repeat(32));
+  const other = await importStateKey(encodeBase64(new Uint8Array(32).fill(2)));
+  const state = {
+    checkpoint: encodeCheckpoint({
+      mode: "lossless",
+      hostCaps: [0x00020061],
+      guestCaps: [0x00038de7],
+      selections: [
+        { lastSerial: 0, guestRequests: [] },
+        { lastSerial: 0, guestRequests: [] },
+        { lastSerial: 0, guestRequests: [] },
+      ],
+    }),
+    hostCopies: [{ selection: 1, type: 1, data: new TextEncoder().encode("secret") }],
+    guestCopies: [{ selection: 0, type: 1, data: new TextEncoder().encode("guest secret") }],
+    generation: 3,
+    handedOff: true,
+  };
+  const file = await encodeStateFile(state, key);
+  const json = JSON.parse(new TextDecoder().decode(file));
+  assert.equal(typeof json.mac, "string");
+  assert.deepEqual(await decodeStateFile(file, key), state);
+  // Without a key the MAC is not checked: the relay that has none warns at start.
+  assert.deepEqual(await decodeStateFile(file), state);
+  const refused = (change: Record<string, unknown>, code: string, with_ = key) =>
+    assert.rejects(
+      decodeStateFile(new TextEncoder().encode(JSON.stringify({ ...json, ...change })), with_),
+      (e) => e instanceof StateFileError && e.code === code,
+    );
+  await refused({}, "BAD_MAC", other);
+  await refused({ mac: undefined }, "UNAUTHENTICATED");
+  await refused({ generation: 4 }, "BAD_MAC");
+  await refused({ handedOff: false }, "BAD_MAC");
+  await refused({ hostCopies: [{ ...json.hostCopies[0], selection: "clipboard" }] }, "BAD_MAC");
+  await refused({ hostCopies: [] }, "BAD_MAC");
+  await refused({ guestCopies: json.hostCopies }, "BAD_MAC");
+  // Every bit of the checkpoint is covered: a flipped bit is a bad MAC before a bad CRC.
+  for (let i = 0; i < state.checkpoint.length * 8; i += 7) {
+    const flipped = state.checkpoint.slice();
+    flipped[i >> 3]! ^= 1 << (i & 7);
+    await refused({ checkpoint: encodeBase64(flipped) }, "BAD_MAC");
+  }
+  const mac = decodeBase64(json.mac);
+  mac[0]! ^= 0x80;
+  await refused({ mac: encodeBase64(mac) }, "BAD_MAC");
+});
+
+test("importStateKey takes hex or base64 of at least 32 bytes, and nothing else", async () => {
+  assert.equal((await importStateKey("ab".repeat(32) + "\n")).algorithm.name, "HMAC");
+  assert.equal((await importStateKey(encodeBase64(new Uint8Array(48)))).type, "secret");
+  await assert.rejects(importStateKey("ab".repeat(31)), RangeError);
+  await assert.rejects(importStateKey("not a key!"), RangeError);
 });
 
 test("allowWebSocket accepts the page's own origin and clients without one, and nothing else", () => {

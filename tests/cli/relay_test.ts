@@ -5,39 +5,14 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Capability, ClipboardType, hasCapability } from "../../mod.ts";
 import { prng, randBytes } from "../_helpers.ts";
-import { GuestPort } from "./_guest_port.ts";
 import { RelayProcess } from "./_relay_process.ts";
+import { withRelay } from "./_with_relay.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
 const PNG = ClipboardType.IMAGE_PNG;
 const encode = (s: string) => new TextEncoder().encode(s);
 const decode = (b: Uint8Array) => new TextDecoder().decode(b);
 const base64 = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes));
-
-/** Runs `fn` with a guest port and relays; on failure prints every relay's log and events. */
-async function withRelay(
-  fn: (port: GuestPort, start: (args?: string[], name?: string) => RelayProcess) => Promise<void>,
-): Promise<void> {
-  const port = await GuestPort.open();
-  const relays: RelayProcess[] = [];
-  try {
-    await fn(port, (args = [], name) => {
-      const relay = new RelayProcess(
-        ["--connect", `unix:${port.path}`, ...args],
-        name === undefined ? {} : { name },
-      );
-      relays.push(relay);
-      return relay;
-    });
-  } catch (error) {
-    // deno-lint-ignore no-console
-    console.error(relays.map((r) => r.report()).join("\n"));
-    throw error;
-  } finally {
-    await Promise.all(relays.map((r) => r.close()));
-    await port.close();
-  }
-}
 
 test("vdagent-relay negotiates and relays the clipboard both ways, and the mouse", async () => {
   await withRelay(async (port, start) => {
@@ -304,13 +279,16 @@ test("vdagent-relay hands off on SIGTERM through --state, and a restart continue
     assert.equal(checkpoint.file, state);
     assert.deepEqual(a.events.at(-1), { event: "exit", code: 0, reason: "SIGTERM: handed off" });
     const saved = JSON.parse(await Deno.readTextFile(state));
-    assert.equal(saved.format, "vdagent-relay-state/1");
+    assert.equal(saved.format, "vdagent-relay-state/2");
+    assert.equal(saved.handedOff, true);
+    const handedOffAt = saved.generation;
+    assert.equal(await Deno.readTextFile(`${state}.generation`), `${handedOffAt}\n`);
     assert.deepEqual(saved.describe.selections[0].hostOffer, ["UTF8_TEXT"]);
     assert.deepEqual(saved.describe.selections[1].guestOffer, { serial: 0, types: ["UTF8_TEXT"] });
     assert.deepEqual(
       [...Deno.readDirSync(port.dir)].map((e) => e.name).sort(),
-      ["vdagent.sock", "vm.state"],
-      "no temporary file is left",
+      ["vdagent.sock", "vm.state", "vm.state.generation"],
+      "no temporary file and no lock is left",
     );
 
     const b = start(["--state", state, "--resume", "continued"], "relay B");
@@ -323,9 +301,13 @@ test("vdagent-relay hands off on SIGTERM through --state, and a restart continue
     });
     // What B knows, it tells at once: the guest's caps and its offer.
     await b.next("offer", (e) => e.selection === "primary");
-    assert.match(b.stderr, /restored .* \(checkpoint of \d+ bytes, resume continued\)/);
-    await b.logged(/removed .*vm\.state/);
-    await assert.rejects(Deno.stat(state), Deno.errors.NotFound);
+    assert.match(
+      b.stderr,
+      /restored .* \(generation \d+, checkpoint of \d+ bytes, resume continued\)/,
+    );
+    // B holds the state now and writes it as the session moves on; A's copy of it is stale.
+    assert.ok(JSON.parse(await Deno.readTextFile(state)).generation > handedOffAt);
+    await Deno.stat(`${state}.lock`);
     // The guest pastes A's text from B; B fetches the guest's PRIMARY.
     assert.equal(decode(await port.guest.session.request(0, TEXT)), "host text");
     await b.send({ cmd: "paste", id: 2, selection: "primary" });
@@ -400,7 +382,7 @@ test("vdagent-relay without --state closes on SIGINT; a checkpoint command hands
     const event = await b.answer("cp");
     assert.equal(event.event, "checkpoint");
     const state = event.state as { format: string; checkpoint: string };
-    assert.equal(state.format, "vdagent-relay-state/1");
+    assert.equal(state.format, "vdagent-relay-state/2");
     assert.equal(await b.exited, 0);
   });
 });
@@ -446,11 +428,11 @@ test("vdagent-relay refuses bad arguments, an unreachable port and a bad state f
     const state = `${port.dir}/bad.state`;
     await Deno.writeTextFile(
       state,
-      '{"format":"vdagent-relay-state/1","checkpoint":"VkRDSwIA","hostCopies":[]}',
+      '{"format":"vdagent-relay-state/2","generation":0,"handedOff":true,"checkpoint":"VkRDSwIA","hostCopies":[],"guestCopies":[]}',
     );
     const bad = start(["--state", state]);
     assert.equal(await bad.exited, 5);
-    assert.match(bad.stderr, /cannot restore .*bad\.state: TRUNCATED: .*remove it to start fresh/);
+    assert.match(bad.stderr, /cannot restore .*bad\.state: TRUNCATED: .*; it is left as it is/);
     await Deno.stat(state); // left in place
     assert.equal(port.connections, 0, "nothing connected with a bad state file");
   });

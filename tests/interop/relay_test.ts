@@ -10,7 +10,8 @@ import { RelayProcess } from "../cli/_relay_process.ts";
 import { announceNotRun, requireBinaries, required, run, SANITIZE } from "./_gate.ts";
 import { type GuestStack, type GuestStackOptions, startGuestStack } from "./_guest_stack.ts";
 import { makePng } from "./_png.ts";
-import { EXPECTED_RESTART, restartScenario } from "../_restart_scenario.ts";
+import { EXPECTED_RESTART, restartScenario } from "./_restart_scenario.ts";
+import { prng } from "../_helpers.ts";
 
 const chromiumFound = (() => {
   try {
@@ -123,6 +124,105 @@ scenario(
     }, (name) => start(["--state", state], `relay ${name}`));
     assert.deepEqual(outcome, EXPECTED_RESTART);
     await Deno.stat(state); // the last relay handed off in turn
+  },
+);
+
+/** Kills of the SIGKILL scenario; `VDAGENT_KILLS` changes it, `VDAGENT_KILL_SEED` the moments. */
+const KILLS = Number(Deno.env.get("VDAGENT_KILLS") ?? 50);
+const KILL_SEED = Number(Deno.env.get("VDAGENT_KILL_SEED") ?? 1);
+
+scenario(
+  `vdagent-relay killed with SIGKILL at ${KILLS} random moments while both sides copy, over a port that closes with each client: the next relay, started on the state on disk, serves every guest copy kept before the kill, and the guest pastes every host copy acknowledged before it`,
+  { onHostDisconnect: "reopen-port" },
+  async ({ stack, dir, start }) => {
+    const state = `${dir}/vm1.state`;
+    const random = prng(KILL_SEED);
+    let relay = start(["--state", state], "R0");
+    await relay.next("caps", () => true, 0, 20_000);
+    const boot = stack.logMark();
+    /** Guest texts in the order copied, and the last one the relay reported kept. */
+    const guestTexts: string[] = [];
+    let kept: string | undefined;
+    const hostTexts: string[] = [];
+    let acknowledged: string | undefined;
+    const counts = { guestCopies: 0, keptCopies: 0, hostCopies: 0, servedKept: 0 };
+    for (let k = 1; k <= KILLS; k++) {
+      const victim = relay;
+      let killed = false;
+      const killAt = 150 + Math.floor(random() * 1350);
+      const timer = setTimeout(() => {
+        killed = true;
+        victim.signal("SIGKILL");
+      }, killAt);
+      const guestSide = (async () => {
+        for (let i = 0; !killed; i++) {
+          const text = `guest ${k}.${i}`;
+          const since = victim.events.length;
+          await stack.guestCopy(text);
+          guestTexts.push(text);
+          counts.guestCopies++;
+          // Printed once the state holding it is on disk: from then on it is the host's.
+          const event = await victim.next("kept", (e) => e.selection === "clipboard", since, 5000)
+            .catch(() => undefined);
+          if (event === undefined) break;
+          kept = text;
+          counts.keptCopies++;
+        }
+      })();
+      const hostSide = (async () => {
+        for (let i = 0; !killed; i++) {
+          const text = `host ${k}.${i}`;
+          const id = `copy ${text}`;
+          hostTexts.push(text);
+          await victim.send({ cmd: "copy", id, selection: "primary", text }).catch(() => {});
+          // Acknowledged once the state holding it is on disk.
+          const answer = await victim.answer(id, 5000).catch(() => undefined);
+          if (answer?.event !== "ok") break;
+          acknowledged = text;
+          counts.hostCopies++;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })();
+      await victim.exited;
+      clearTimeout(timer);
+      await Promise.all([guestSide, hostSide]);
+
+      const mark = stack.logMark();
+      relay = start(["--state", state], `R${k}`);
+      await relay.next("started", () => true, 0, 20_000);
+      if (kept !== undefined) {
+        // The guest's copy: kept from the state, or, for a copy made after it, offered anew.
+        await relay.send({ cmd: "paste", id: "paste", selection: "clipboard" });
+        const data = await relay.answer("paste", 15_000);
+        assert.equal(data.event, "data", `kill ${k}: ${JSON.stringify(data)}`);
+        const at = guestTexts.indexOf(String(data.text));
+        assert.ok(
+          at >= guestTexts.indexOf(kept),
+          `kill ${k}: the host pasted ${JSON.stringify(data.text)}, older than ${kept}`,
+        );
+        if (data.kept === true) counts.servedKept++;
+      }
+      if (acknowledged !== undefined) {
+        // The host's copy, grabbed again by the new relay once the guest answered it.
+        await stack.waitForLog(/received clipboard grab, arg1: 1,/, {
+          since: mark,
+          src: "vdagent",
+        });
+        await stack.waitForGuestOwner("primary", "agent");
+        const paste = await stack.guestPaste({ selection: "primary" });
+        assert.ok(paste.ok, `kill ${k}: the guest's paste failed: ${paste.stderr}`);
+        assert.ok(
+          hostTexts.indexOf(paste.text) >= hostTexts.indexOf(acknowledged),
+          `kill ${k}: the guest pasted ${JSON.stringify(paste.text)}, older than ${acknowledged}`,
+        );
+      }
+    }
+    relay.signal("SIGTERM");
+    assert.equal(await relay.exited, 0);
+    // deno-lint-ignore no-console
+    console.log(`[kill] ${KILLS} kills: ${JSON.stringify(counts)}`);
+    assert.ok(counts.keptCopies >= KILLS && counts.hostCopies >= KILLS, JSON.stringify(counts));
+    assert.equal(logCount(stack, /grab discard/, boot), 0);
   },
 );
 

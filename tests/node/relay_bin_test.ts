@@ -57,8 +57,12 @@ test(
         a.stderr,
         /handed off: checkpoint of \d+ bytes \(and 1 host copies\) written to /,
       );
-      assert.equal(JSON.parse(await readFile(state, "utf8")).format, "vdagent-relay-state/1");
-      assert.deepEqual((await readdir(port.dir)).sort(), ["vdagent.sock", "vm.state"]);
+      assert.equal(JSON.parse(await readFile(state, "utf8")).format, "vdagent-relay-state/2");
+      assert.deepEqual((await readdir(port.dir)).sort(), [
+        "vdagent.sock",
+        "vm.state",
+        "vm.state.generation",
+      ]);
 
       const b = start(["--state", state, "--resume", "continued"]);
       assert.deepEqual(await b.next("started"), {

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { RelayProcess } from "../cli/_relay_process.ts";
 import { requirePrerequisites, run, SANITIZE } from "./_gate.ts";
 import { type Guest, Guests } from "./_vm.ts";
-import { EXPECTED_RESTART, restartScenario } from "../_restart_scenario.ts";
+import { EXPECTED_RESTART, restartScenario } from "../interop/_restart_scenario.ts";
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const PERIOD = 250;

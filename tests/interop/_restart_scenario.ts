@@ -3,7 +3,7 @@
 // must give the same outcome: vdagent-relay restarted with --state, the guest's user copying
 // while no relay is connected, then three restarts in a row. Deno only.
 import assert from "node:assert/strict";
-import type { RelayProcess } from "./cli/_relay_process.ts";
+import type { RelayProcess } from "../cli/_relay_process.ts";
 
 /** What the scenario needs of a guest, whatever holds its port. */
 export interface RestartGuest {
