@@ -2,7 +2,14 @@
 // cannot start, held by one relay at a time, refused when forged, stale or not a file. Deno only.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ClipboardType } from "../../mod.ts";
+import {
+  ClipboardType,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  encodeMessage,
+  MessageType,
+} from "../../mod.ts";
+import { concat, framed, u32s } from "../_helpers.ts";
 import { withRelay } from "./_with_relay.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
@@ -186,5 +193,43 @@ test("vdagent-relay refuses a forged, stale or linked --state with code 5, and c
     const c = start(["--state", state], "relay C", {});
     await c.next("started");
     assert.match(c.stderr, /WARNING: --state .* without a key/);
+  });
+});
+
+test("vdagent-relay refuses a state file whose checkpoint carries a forged file transfer and clicks, and nothing reaches the guest", async () => {
+  await withRelay(async (port, start) => {
+    const state = `${port.dir}/vm.state`;
+    const a = start(["--state", state], "relay A");
+    await a.next("caps");
+    a.signal("SIGTERM");
+    assert.equal(await a.exited, 0);
+    // The reproduction: the real state re-encoded with bytes in flight that the host role never
+    // sends; encodeCheckpoint computes a good CRC, and there is no key.
+    const json = await readState(state);
+    const layout = { selection: true, grabSerial: true };
+    const mouse = (buttons: number) => {
+      const m = encodeMessage({ kind: "mouse_state", x: 123, y: 456, buttons, display: 0 }, layout);
+      return framed(1, m.type, m.data);
+    };
+    const forged = encodeCheckpoint({
+      ...decodeCheckpoint(Uint8Array.from(atob(json.checkpoint), (c) => c.charCodeAt(0))),
+      wire: {
+        inbound: new Uint8Array(0),
+        outbound: concat(
+          framed(1, MessageType.FILE_XFER_START, concat(u32s(1), encode("pwned.sh\0"))),
+          framed(1, MessageType.FILE_XFER_DATA, concat(u32s(1, 4, 0), encode("echo"))),
+          mouse(2),
+          mouse(0),
+        ),
+        written: 0,
+      },
+    });
+    json.checkpoint = btoa(String.fromCharCode(...forged));
+    await Deno.writeTextFile(state, JSON.stringify(json));
+    const b = start(["--state", state, "--resume", "continued"], "relay B");
+    assert.equal(await b.exited, 5);
+    assert.match(b.stderr, /cannot restore .*: FORBIDDEN_MESSAGE: /);
+    assert.equal(port.connections, 1, "B never connected");
+    assert.deepEqual(port.events.filter((e) => e.kind === "mouse"), [], "no click");
   });
 });
