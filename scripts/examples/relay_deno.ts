@@ -1,7 +1,7 @@
 // deno-lint-ignore-file no-console
 // A relay for a VM's guest agent in Deno: prints what the guest copies and
 // offers the guest a text to paste.
-//   deno run --allow-read --allow-write scripts/examples/relay_deno.ts /run/vm1/vdagent.sock
+//   deno run --allow-net --allow-read --allow-write scripts/examples/relay_deno.ts /run/vm1/vdagent.sock
 import { ClipboardType, createHostPipeline, Selection } from "@vdagent/streams";
 
 const TEXT = ClipboardType.UTF8_TEXT;

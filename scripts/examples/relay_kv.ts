@@ -5,7 +5,7 @@
  * without the guest agent noticing: it keeps the session's checkpoints in
  * Deno KV, and writes the last one to a file too.
  *
- *     deno run --unstable-kv --allow-read --allow-write scripts/examples/relay_kv.ts \
+ *     deno run --unstable-kv --allow-net --allow-read --allow-write scripts/examples/relay_kv.ts \
  *       /run/vm1/vdagent.sock [--vm vm1] [--kv PATH|URL] [--file vm1.checkpoint] [--clipboard-file F]
  *
  * - On start it restores the VM's latest checkpoint from KV, if there is one,
