@@ -80,6 +80,16 @@ export interface HandOff<T> {
 }
 
 /**
+ * A promise and its resolver (`Promise.withResolvers` is Node 22's; the package supports
+ * Node 20).
+ */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+/**
  * Runs a session over a byte transport: one loop reads the transport and
  * drives the decoding cores and the session synchronously, another frames
  * what the session sends and writes it in pieces of at most 64 KiB. Reading
@@ -118,7 +128,7 @@ export class PipelineRunner {
   /** The writable side was closed by a drain. */
   #closedWrite = false;
   /** Resolves when a drain runs out of time: a write in flight is given up. */
-  #drainOver = Promise.withResolvers<void>();
+  #drainOver = deferred();
   /** While resynchronizing: the bytes kept from the last read, a start may begin in them. */
   #scan: Uint8Array | undefined;
   #skipped = 0;
