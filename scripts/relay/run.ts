@@ -10,9 +10,18 @@ import {
   UsageError,
 } from "./args.ts";
 import { CommandError, type CommandId } from "./protocol.ts";
+import { encodeBase64 } from "./base64.ts";
+import { EventQueue, readWhenRoom, supersedingKey } from "./event_queue.ts";
+import { FRONT_LIMITS } from "./http_front.ts";
 import { errorEvent, RelayCore, type RelayEvent } from "./relay_core.ts";
 import { decodeStateFile, encodeStateFile, type RelayState } from "./state_file.ts";
-import { allowWebSocket, PAGE_ASSETS, type ServeHandlers, type WebServer } from "./web.ts";
+import {
+  type AccessPolicy,
+  admitRequest,
+  PAGE_ASSETS,
+  type ServeHandlers,
+  type WebServer,
+} from "./web.ts";
 
 /** A connection to the guest's port. */
 export interface Connection extends Transport {
@@ -62,32 +71,37 @@ const STOP_TIMEOUT_MS = 10_000;
 /** Slack over the largest base64 payload for one command line. */
 const LINE_SLACK = 64 * 1024;
 
-/** JSON lines to a byte stream, in order; a failed stream (a closed pipe) is reported once. */
+/**
+ * Standard output's bounds: what it has not taken stops the relay reading the guest and standard
+ * input (see {@linkcode EventQueue}).
+ */
+const STDOUT_LIMITS = { window: 1024 * 1024, highWater: 4 * 1024 * 1024 };
+/** A WebSocket client's bounds: one that falls behind by the high water is closed. */
+const CLIENT_LIMITS = { window: 1024 * 1024, highWater: 16 * 1024 * 1024 };
+
+/** JSON lines to a byte stream, in order and bounded; a failed stream (a closed pipe) is reported once. */
 class EventWriter {
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #log: (line: string) => void;
-  readonly #encoder = new TextEncoder();
-  #broken = false;
-  #last: Promise<void> = Promise.resolve();
+  readonly queue: EventQueue;
 
   constructor(stream: WritableStream<Uint8Array>, log: (line: string) => void) {
-    this.#writer = stream.getWriter();
-    this.#log = log;
-  }
-
-  write(event: RelayEvent): void {
-    if (this.#broken) return;
-    this.#last = this.#writer.write(this.#encoder.encode(JSON.stringify(event) + "\n")).catch(
-      (error) => {
-        if (!this.#broken) this.#log(`standard output failed, events are dropped: ${error}`);
-        this.#broken = true;
+    const writer = stream.getWriter();
+    const encoder = new TextEncoder();
+    this.queue = new EventQueue(
+      { write: (text) => writer.write(encoder.encode(text + "\n")) },
+      STDOUT_LIMITS,
+      {
+        onError: (error) => log(`standard output failed, events are dropped: ${error}`),
       },
     );
   }
 
+  write(event: RelayEvent): void {
+    this.queue.push(JSON.stringify(event));
+  }
+
   /** Waits until everything written has left. */
-  async flush(): Promise<void> {
-    await this.#last;
+  flush(): Promise<void> {
+    return this.queue.flush();
   }
 }
 
@@ -97,8 +111,9 @@ async function readLines(
   max: number,
   onLine: (line: string) => void,
   onTooLong: (length: number) => void,
+  room: () => Promise<void> | undefined,
 ): Promise<void> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = readWhenRoom(stream, room).pipeThrough(new TextDecoderStream()).getReader();
   let parts: string[] = [];
   let length = 0;
   let skipping = false;
@@ -189,6 +204,126 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** Characters a `--token-file` token may have: visible ASCII. */
+const TOKEN = /^[\x21-\x7e]{16,1024}$/;
+
+/**
+ * The token of `--listen`: `--token-file`'s content, else a random one (256 bits, base64url);
+ * `undefined` without `--listen` or with `--no-auth`; `null` when the file is unusable (logged).
+ */
+async function listenToken(
+  platform: RelayPlatform,
+  args: RelayArgs,
+  log: (line: string) => void,
+): Promise<string | undefined | null> {
+  if (args.listen === undefined || args.noAuth) return undefined;
+  if (args.tokenFile === undefined) {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    return encodeBase64(bytes).replace(/=+$/, "").replaceAll("+", "-").replaceAll("/", "_");
+  }
+  let bytes: Uint8Array | undefined;
+  try {
+    bytes = await platform.readFile(args.tokenFile);
+  } catch (error) {
+    log(`cannot read --token-file ${args.tokenFile}: ${message(error)}`);
+    return null;
+  }
+  const token = bytes === undefined ? "" : new TextDecoder().decode(bytes).trim();
+  if (!TOKEN.test(token)) {
+    log(
+      `--token-file ${args.tokenFile} ${bytes === undefined ? "does not exist" : "is unusable"}: ` +
+        "it must hold a token of 16 to 1024 visible ASCII characters (e.g. " +
+        "`openssl rand -hex 32 > FILE`)",
+    );
+    return null;
+  }
+  return token;
+}
+
+/** What the web front needs from the relay. */
+interface ListenContext {
+  policy: AccessPolicy;
+  core: RelayCore;
+  target: string;
+  /** The clients' queues, which the relay's broadcasts go to. */
+  clients: Set<EventQueue>;
+  maxMessage: number;
+  log: (line: string) => void;
+  /** Tells everyone the page's URL. */
+  announce(url: string): void;
+}
+
+/** Serves the page and the WebSocket; `undefined` when it cannot listen (logged). */
+async function listen(
+  platform: RelayPlatform,
+  address: { hostname: string; port: number },
+  { policy, core, target, clients, maxMessage, log, announce }: ListenContext,
+): Promise<WebServer | undefined> {
+  let server: WebServer;
+  try {
+    const assets = new Map<string, { body: Uint8Array; type: string }>();
+    for (const [path, asset] of Object.entries(PAGE_ASSETS)) {
+      assets.set(path, { body: await platform.readAsset(asset.name), type: asset.type });
+    }
+    let clientCount = 0;
+    server = await platform.serve(address, {
+      asset: (path) => assets.get(path),
+      admit: (request) => admitRequest(request, policy),
+      log,
+      limits: { ...FRONT_LIMITS, maxMessage },
+      connect(client) {
+        const name = `WebSocket client ${++clientCount}`;
+        const queue: EventQueue = new EventQueue(
+          { write: (text) => client.send(text) },
+          CLIENT_LIMITS,
+          {
+            onBehind: (waiting) => {
+              log(
+                `${name} fell behind (${waiting} bytes of events unread, over the limit of ` +
+                  `${CLIENT_LIMITS.highWater}): closing it`,
+              );
+              clients.delete(queue);
+              queue.discard();
+              client.close(
+                1008,
+                `too slow: over ${CLIENT_LIMITS.highWater} bytes of events unread`,
+              );
+            },
+          },
+        );
+        const send = (event: RelayEvent) => queue.push(JSON.stringify(event));
+        send({ event: "hello", connect: target });
+        for (const event of core.stateEvents()) send(event);
+        clients.add(queue);
+        return {
+          message: (text) => void core.run(text, send),
+          tooLong: (length) =>
+            send({
+              event: "error",
+              code: "MESSAGE_TOO_LONG",
+              message:
+                `Cannot run command: the message has ${length} bytes, over the limit of ${maxMessage}`,
+            }),
+          close: () => {
+            clients.delete(queue);
+            queue.discard();
+          },
+        };
+      },
+    });
+  } catch (error) {
+    log(`cannot listen on ${address.hostname}:${address.port}: ${message(error)}`);
+    return undefined;
+  }
+  const query = policy.token === undefined ? "" : `?token=${encodeURIComponent(policy.token)}`;
+  log(
+    `listening on ${server.url}${query} (clipboard page at /, WebSocket at /ws; ` +
+      (policy.token === undefined ? "no token: --no-auth" : "the token is required") + ")",
+  );
+  announce(server.url + query);
+  return server;
+}
+
 /** Runs the relay; resolves with the exit code once everything is flushed and closed. */
 export async function runRelay(platform: RelayPlatform): Promise<number> {
   const log = (line: string) => platform.log(`vdagent-relay: ${line}`);
@@ -205,6 +340,8 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     return ExitCode.STOPPED;
   }
   const target = describeTarget(args.connect);
+  const token = await listenToken(platform, args, log);
+  if (token === null) return ExitCode.USAGE;
 
   let connection: Connection | undefined;
   if (args.standby) {
@@ -245,10 +382,12 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
   const link = connection;
 
   const out = new EventWriter(platform.stdout, platform.log);
-  const clients = new Set<(event: RelayEvent) => void>();
+  const clients = new Set<EventQueue>();
   const broadcast = (event: RelayEvent) => {
-    out.write(event);
-    for (const send of clients) send(event);
+    const text = JSON.stringify(event);
+    const key = supersedingKey(event);
+    out.queue.push(text, key);
+    for (const client of clients) client.push(text, key);
   };
   let stopping = false;
   let finish!: (code: number, reason: string) => void;
@@ -326,7 +465,13 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
 
   let core: RelayCore;
   try {
-    core = new RelayCore(link, {
+    // The guest is read only while standard output keeps up.
+    const paced = {
+      readable: readWhenRoom(link.readable, () => out.queue.room()),
+      writable: link.writable,
+      closeWrite: () => link.closeWrite(),
+    };
+    core = new RelayCore(paced, {
       mouse: args.mouse,
       clipboard: args.clipboard,
       maxClipboard: args.maxClipboard,
@@ -402,37 +547,21 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     },
   );
 
+  const maxLine = Math.ceil(((args.maxClipboard ?? 64 * 1024 * 1024) * 4) / 3) + LINE_SLACK;
   let server: WebServer | undefined;
   if (args.listen !== undefined) {
-    try {
-      const assets = new Map<string, { body: Uint8Array; type: string }>();
-      for (const [path, asset] of Object.entries(PAGE_ASSETS)) {
-        assets.set(path, { body: await platform.readAsset(asset.name), type: asset.type });
-      }
-      const listenHost = args.listen.hostname;
-      server = await platform.serve(args.listen, {
-        asset: (path) => assets.get(path),
-        allow: (origin, host) => allowWebSocket(origin, host, listenHost),
-        connect(client) {
-          const send = (event: RelayEvent) => client.send(JSON.stringify(event));
-          send({ event: "hello", connect: target });
-          for (const event of core.stateEvents()) send(event);
-          clients.add(send);
-          return {
-            message: (text) => void core.run(text, send),
-            close: () => void clients.delete(send),
-          };
-        },
-      });
-      log(`listening on ${server.url} (clipboard page at /, WebSocket at /ws)`);
-      broadcast({ event: "listening", url: server.url });
-    } catch (error) {
-      log(`cannot listen on ${args.listen.hostname}:${args.listen.port}: ${message(error)}`);
-      finish(ExitCode.FAILURE, "cannot listen");
-    }
+    server = await listen(platform, args.listen, {
+      policy: { token, hosts: [args.listen.hostname.toLowerCase(), ...(args.allowHosts ?? [])] },
+      core,
+      target,
+      clients,
+      maxMessage: maxLine,
+      log,
+      announce: (url) => broadcast({ event: "listening", url }),
+    });
+    if (server === undefined) finish(ExitCode.FAILURE, "cannot listen");
   }
 
-  const maxLine = Math.ceil(((args.maxClipboard ?? 64 * 1024 * 1024) * 4) / 3) + LINE_SLACK;
   readLines(
     platform.stdin,
     maxLine,
@@ -444,6 +573,7 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
         message:
           `Cannot run command: the line has ${length} characters, over the limit of ${maxLine}`,
       }),
+    () => out.queue.room(),
   ).then(
     () => log("standard input closed; still relaying (stop with SIGTERM or SIGINT)"),
     (error) => log(`standard input failed: ${message(error)}; still relaying`),
