@@ -3,7 +3,12 @@
 // Web-platform code: runs on Deno and, from the npm build, on Node.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { EventQueue, readWhenRoom, supersedingKey } from "../scripts/relay/event_queue.ts";
+import {
+  Broadcaster,
+  EventQueue,
+  readWhenRoom,
+  supersedingKey,
+} from "../scripts/relay/event_queue.ts";
 
 /** An output whose writes finish when the test says. */
 function output() {
@@ -175,4 +180,43 @@ test("supersedingKey groups the guest's offers and releases by selection, caps, 
   for (const event of ["data", "served", "diagnostic", "ok", "error", "exit", "hello"]) {
     assert.equal(supersedingKey({ event }), undefined, event);
   }
+});
+
+test("EventQueue keeps what waits compact while newer events supersede older ones without end", async () => {
+  const out = output();
+  const queue = new EventQueue(out, { window: 1, highWater: 1 << 20 });
+  queue.push("stuck"); // in flight for good
+  for (let serial = 0; serial < 100_000; serial++) queue.push(`offer ${serial}`, "guest:clipboard");
+  assert.equal(queue.waiting, "offer 99999".length);
+  // What it holds is one entry, not 100 000: the next write is the latest offer.
+  out.finish();
+  await settle();
+  assert.deepEqual(out.written, ["stuck", "offer 99999"]);
+});
+
+test("Broadcaster sends one event per key per task, in order with the events around them, as JSON to every queue", async () => {
+  const a = output();
+  const b = output();
+  const queues = [
+    new EventQueue(a, { window: 1 << 20, highWater: 1 << 20 }),
+    new EventQueue(b, { window: 1 << 20, highWater: 1 << 20 }),
+  ];
+  const broadcaster = new Broadcaster(() => queues);
+  for (let serial = 0; serial < 1000; serial++) {
+    broadcaster.send({ event: "offer", selection: "clipboard", mimes: [], serial });
+  }
+  broadcaster.send({ event: "served", selection: "primary" });
+  broadcaster.send({ event: "offer", selection: "clipboard", mimes: [], serial: 1000 });
+  broadcaster.send({ event: "caps", caps: [] });
+  broadcaster.send({ event: "release", selection: "clipboard", by: "guest" });
+  assert.equal(a.written.length, 2, "the offer before served, and served, at once");
+  await settle();
+  const expected = [
+    '{"event":"offer","selection":"clipboard","mimes":[],"serial":999}',
+    '{"event":"served","selection":"primary"}',
+    '{"event":"caps","caps":[]}',
+    '{"event":"release","selection":"clipboard","by":"guest"}',
+  ];
+  assert.deepEqual(a.written, expected);
+  assert.deepEqual(b.written, expected);
 });

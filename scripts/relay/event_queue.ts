@@ -43,6 +43,8 @@ export class EventQueue {
   #head = 0;
   readonly #byKey = new Map<string, Waiting>();
   #waitingBytes = 0;
+  /** Entries of `#waiting` from `#head` on that were not superseded. */
+  #live = 0;
   #inFlight = 0;
   #writes = 0;
   #last: Promise<void> = Promise.resolve();
@@ -88,10 +90,13 @@ export class EventQueue {
       if (older !== undefined) {
         this.#waitingBytes -= older.text!.length;
         older.text = undefined;
+        this.#live--;
       }
     }
     const entry: Waiting = { text, key };
     this.#waiting.push(entry);
+    this.#live++;
+    if (this.#waiting.length - this.#head > 2 * this.#live + 1024) this.#compact();
     if (key !== undefined) this.#byKey.set(key, entry);
     this.#waitingBytes += text.length;
     this.#pump();
@@ -131,6 +136,15 @@ export class EventQueue {
     return this.#waitingBytes - first > bytes;
   }
 
+  /** Drops the superseded entries: a flood of them must not pile up while nothing is written. */
+  #compact(): void {
+    this.#waiting.splice(0, this.#head);
+    this.#head = 0;
+    let to = 0;
+    for (const entry of this.#waiting) if (entry.text !== undefined) this.#waiting[to++] = entry;
+    this.#waiting.length = to;
+  }
+
   #skipSuperseded(): void {
     while (this.#head < this.#waiting.length && this.#waiting[this.#head]!.text === undefined) {
       this.#head++;
@@ -148,6 +162,7 @@ export class EventQueue {
       const entry = this.#waiting[this.#head];
       if (entry === undefined) break;
       this.#head++;
+      this.#live--;
       const text = entry.text!;
       if (entry.key !== undefined && this.#byKey.get(entry.key) === entry) {
         this.#byKey.delete(entry.key);
@@ -198,6 +213,7 @@ export class EventQueue {
     this.#head = 0;
     this.#byKey.clear();
     this.#waitingBytes = 0;
+    this.#live = 0;
     for (const resolve of this.#roomWaiters.splice(0)) resolve();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
@@ -242,4 +258,48 @@ export function supersedingKey(event: RelayEvent): string | undefined {
       return event.done !== event.total ? `progress:${event.direction}` : undefined;
   }
   return undefined;
+}
+
+/**
+ * Sends every event to every queue, once as JSON. An event with a {@linkcode supersedingKey}
+ * waits for the end of the current task (the relay dispatches one read of the guest's bytes in
+ * one), so that a read full of grabs makes one offer event, not one per grab; any other event
+ * first sends those that wait, so the order is what each queue's superseding would give.
+ */
+export class Broadcaster {
+  readonly #queues: () => Iterable<EventQueue>;
+  readonly #waiting = new Map<string, RelayEvent>();
+  #scheduled = false;
+
+  constructor(queues: () => Iterable<EventQueue>) {
+    this.#queues = queues;
+  }
+
+  send(event: RelayEvent): void {
+    const key = supersedingKey(event);
+    if (key === undefined) {
+      this.flush();
+      return this.#push(event, undefined);
+    }
+    this.#waiting.delete(key); // the newer one goes last
+    this.#waiting.set(key, event);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Sends the events that wait for the end of the task. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#waiting.size === 0) return;
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const [key, event] of waiting) this.#push(event, key);
+  }
+
+  #push(event: RelayEvent, key: string | undefined): void {
+    const text = JSON.stringify(event);
+    for (const queue of this.#queues()) queue.push(text, key);
+  }
 }

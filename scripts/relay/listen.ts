@@ -60,13 +60,15 @@ export interface ListenContext {
   log: (line: string) => void;
   /** Tells everyone the page's URL. */
   announce(url: string): void;
+  /** Sends the broadcasts that wait for the end of the task, before a client's answer. */
+  flush(): void;
 }
 
 /** Serves the page and the WebSocket; `undefined` when it cannot listen (logged). */
 export async function listen(
   platform: RelayPlatform,
   address: { hostname: string; port: number },
-  { policy, core, target, clients, maxMessage, log, announce }: ListenContext,
+  { policy, core, target, clients, maxMessage, log, announce, flush }: ListenContext,
 ): Promise<WebServer | undefined> {
   let server: WebServer;
   try {
@@ -100,7 +102,10 @@ export async function listen(
             },
           },
         );
-        const send = (event: RelayEvent) => queue.push(JSON.stringify(event));
+        const send = (event: RelayEvent) => {
+          flush();
+          queue.push(JSON.stringify(event));
+        };
         send({ event: "hello", connect: target });
         for (const event of core.stateEvents()) send(event);
         clients.add(queue);

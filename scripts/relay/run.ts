@@ -10,7 +10,7 @@ import {
   UsageError,
 } from "./args.ts";
 import { CommandError, type CommandId } from "./protocol.ts";
-import { EventQueue, readWhenRoom, supersedingKey } from "./event_queue.ts";
+import { Broadcaster, EventQueue, readWhenRoom } from "./event_queue.ts";
 import { listen, listenToken } from "./listen.ts";
 import { errorEvent, RelayCore, type RelayEvent } from "./relay_core.ts";
 import { decodeStateFile, encodeStateFile, type RelayState } from "./state_file.ts";
@@ -257,12 +257,8 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
 
   const out = new EventWriter(platform.stdout, platform.log);
   const clients = new Set<EventQueue>();
-  const broadcast = (event: RelayEvent) => {
-    const text = JSON.stringify(event);
-    const key = supersedingKey(event);
-    out.queue.push(text, key);
-    for (const client of clients) client.push(text, key);
-  };
+  const broadcaster = new Broadcaster(() => [out.queue, ...clients]);
+  const broadcast = (event: RelayEvent) => broadcaster.send(event);
   let stopping = false;
   let finish!: (code: number, reason: string) => void;
   const finished = new Promise<{ code: number; reason: string }>((resolve) => {
@@ -432,6 +428,7 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
       maxMessage: maxLine,
       log,
       announce: (url) => broadcast({ event: "listening", url }),
+      flush: () => broadcaster.flush(),
     });
     if (server === undefined) finish(ExitCode.FAILURE, "cannot listen");
   }
@@ -439,7 +436,11 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
   readLines(
     platform.stdin,
     maxLine,
-    (line) => void core.run(line, (event) => out.write(event)),
+    (line) =>
+      void core.run(line, (event) => {
+        broadcaster.flush(); // what the guest did before the answer goes first
+        out.write(event);
+      }),
     (length) =>
       out.write({
         event: "error",
