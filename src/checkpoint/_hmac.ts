@@ -7,7 +7,9 @@ const keys = new WeakMap<Uint8Array, Promise<CryptoKey>>();
 /** The HMAC-SHA-256 key of a checkpoint key; raw bytes are imported once. */
 export function hmacKey(key: CheckpointKey): Promise<CryptoKey> {
   if (!(key instanceof Uint8Array)) {
-    if (typeof CryptoKey !== "undefined" && key instanceof CryptoKey) return Promise.resolve(key);
+    if (typeof CryptoKey !== "undefined" && key instanceof CryptoKey) {
+      return Promise.resolve(key);
+    }
     throw new TypeError("Cannot use checkpoint key: it must be a CryptoKey or a Uint8Array");
   }
   if (key.length < 32) {

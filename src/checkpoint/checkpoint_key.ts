@@ -5,4 +5,7 @@
  * HMAC-SHA-256 `CryptoKey` that can sign and verify, or at least 32 random
  * bytes.
  */
-export type CheckpointKey = CryptoKey | Uint8Array;
+export type CheckpointKey =
+  // A `CryptoKey`, by the properties it has: the type needs no DOM library (Node's has none).
+  | { readonly type: string; readonly algorithm: object; readonly usages: readonly string[] }
+  | Uint8Array;

@@ -80,16 +80,6 @@ export interface HandOff<T> {
 }
 
 /**
- * A promise and its resolver (`Promise.withResolvers` is Node 22's; the package supports
- * Node 20).
- */
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => resolve = r);
-  return { promise, resolve };
-}
-
-/**
  * Runs a session over a byte transport: one loop reads the transport and
  * drives the decoding cores and the session synchronously, another frames
  * what the session sends and writes it in pieces of at most 64 KiB. Reading
@@ -539,4 +529,11 @@ export class PipelineRunner {
     this.#wakeIn?.();
     this.#wakeOut?.();
   }
+}
+
+/** A promise and its resolve (Node 20 has no `Promise.withResolvers`). */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => resolve = r);
+  return { promise, resolve };
 }
