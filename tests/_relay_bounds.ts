@@ -537,7 +537,7 @@ export async function grabFloodWithStdoutUnread(relay: RelayCommand): Promise<Me
     );
     // Every grab reaches the relay in the end: the last offer is the guest's last grab.
     await running.until(
-      () => running.events.findLast((e) => e.event === "offer")?.serial === lastSerial,
+      () => running.events.filter((e) => e.event === "offer").at(-1)?.serial === lastSerial,
       `the offer of serial ${lastSerial}`,
       60_000,
     );
