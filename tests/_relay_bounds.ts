@@ -40,7 +40,7 @@ export const MiB = 1024 * 1024;
 /** A grab flood of any length, standard output unread. */
 export const GRAB_FLOOD_BOUND = 384 * MiB;
 /** A client that never reads, pasting an 8 MiB clipboard (a 10.7 MiB event) 16 times a second. */
-export const CLIENT_BOUND = 160 * MiB;
+export const CLIENT_BOUND = 192 * MiB;
 /** One 16 MiB message in 1-byte fragments (112 MiB on the wire). */
 export const FRAGMENT_BOUND = 256 * MiB;
 /** 100 MiB of pings, their pongs unread. */
