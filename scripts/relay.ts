@@ -5,13 +5,14 @@
  *     deno task relay --connect unix:/run/vm1/vdagent.sock [--state vm1.state] [--listen 127.0.0.1:8080]
  *
  * The relay itself is `scripts/relay/run.ts`, written against web-platform APIs; this file gives
- * it Deno's sockets, files, signals and HTTP server. `scripts/relay/node_main.ts` does the same
- * on Node for the npm package's `vdagent-relay` bin.
+ * it Deno's sockets, files, signals and a TCP listener for its web front (`Deno.serve` has no
+ * header timeout, no connection cap, and ends the process on an accept error).
+ * `scripts/relay/node_main.ts` does the same on Node for the npm package's `vdagent-relay` bin.
  *
  * @module
  */
 import { type Connection, type RelayPlatform, runRelay } from "./relay/run.ts";
-import { PAGE_HEADERS, WEBSOCKET_PATH } from "./relay/web.ts";
+import { serveFront } from "./relay/http_front.ts";
 
 const encoder = new TextEncoder();
 const isLinux = Deno.build.os === "linux";
@@ -118,56 +119,35 @@ const platform: RelayPlatform = {
   env: (name) => Deno.env.get(name),
   readAsset: (name) => Deno.readFile(new URL(`./relay/page/${name}`, import.meta.url)),
   serve(listen, handlers) {
-    const sockets = new Set<WebSocket>();
-    const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-    const server = Deno.serve({
-      hostname: listen.hostname,
-      port: listen.port,
-      onListen: (addr) => resolve(addr as Deno.NetAddr),
-    }, (request) => {
-      const path = new URL(request.url).pathname;
-      if (path === WEBSOCKET_PATH) {
-        if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-          return new Response("WebSocket only\n", { status: 426 });
-        }
-        const origin = request.headers.get("origin") ?? undefined;
-        if (!handlers.allow(origin, request.headers.get("host") ?? undefined)) {
-          return new Response("Forbidden origin\n", { status: 403 });
-        }
-        const { socket, response } = Deno.upgradeWebSocket(request);
-        sockets.add(socket);
-        socket.addEventListener("open", () => {
-          const client = handlers.connect({
-            send: (text) => {
-              if (socket.readyState === WebSocket.OPEN) socket.send(text);
-            },
-          });
-          socket.addEventListener("message", (event) => {
-            if (typeof event.data === "string") client.message(event.data);
-            else socket.close(1003, "text messages only");
-          });
-          socket.addEventListener("close", () => {
-            sockets.delete(socket);
-            client.close();
-          });
-        });
-        return response;
-      }
-      const asset = request.method === "GET" ? handlers.asset(path) : undefined;
-      if (asset === undefined) return new Response("Not found\n", { status: 404 });
-      return new Response(asset.body as Uint8Array<ArrayBuffer>, {
-        headers: { "content-type": asset.type, ...PAGE_HEADERS },
-      });
-    });
-    return listening.then((addr) => ({
-      url: `http://${
-        addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname
-      }:${addr.port}/`,
-      async close() {
-        for (const socket of sockets) socket.close(1001, "the relay is stopping");
-        await server.shutdown();
+    // Throws at once when it cannot listen; runRelay reports it.
+    const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
+    const addr = listener.addr as Deno.NetAddr;
+    return Promise.resolve(serveFront({
+      hostname: addr.hostname,
+      port: addr.port,
+      async accept() {
+        const conn = await listener.accept();
+        conn.setNoDelay(true);
+        return {
+          readable: conn.readable,
+          writable: conn.writable,
+          close() {
+            try {
+              conn.close();
+            } catch {
+              // Closed already.
+            }
+          },
+        };
       },
-    }));
+      close() {
+        try {
+          listener.close();
+        } catch {
+          // Closed already.
+        }
+      },
+    }, handlers));
   },
   stdin: Deno.stdin.readable,
   stdout: Deno.stdout.writable,

@@ -156,6 +156,41 @@ export async function until(check: () => boolean, what: string): Promise<void> {
 }
 
 /**
+ * Resolves once `check` returns a value (neither `undefined` nor `false`); each function in
+ * `waiters` re-checks, for whoever has news to call; rejects with what `check` throws, or
+ * after `timeoutMs`.
+ */
+export function waitFor<T>(
+  waiters: Set<() => void>,
+  check: () => T | undefined | false,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const wake = () => {
+      let value: T | undefined | false;
+      try {
+        value = check();
+      } catch (error) {
+        waiters.delete(wake);
+        clearTimeout(timer);
+        return reject(error);
+      }
+      if (value === undefined || value === false) return;
+      waiters.delete(wake);
+      clearTimeout(timer);
+      resolve(value);
+    };
+    const timer = setTimeout(() => {
+      waiters.delete(wake);
+      reject(new Error(`no ${what} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    waiters.add(wake);
+    wake();
+  });
+}
+
+/**
  * Collects unhandled promise rejections until `stop()`: through the
  * `unhandledrejection` event where the global scope is an `EventTarget`
  * (Deno, browsers), through `process` on Node.

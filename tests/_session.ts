@@ -9,7 +9,7 @@ import {
   type MessagePayload,
   type PayloadOptions,
 } from "../mod.ts";
-import { sessionInternals } from "../src/session/_internals.ts";
+import { hostInternals, sessionInternals } from "../src/session/_internals.ts";
 
 /** Both clipboard caps negotiated, as between QEMU and the Linux agent. */
 export const BOTH: PayloadOptions = { selection: true, grabSerial: true };
@@ -50,6 +50,24 @@ export function drive(session: HostSession | GuestSession): Driver {
     sendRaw: (...messages) => internals.run(() => messages.forEach(receive)),
     close: (reason) => internals.close(reason),
   };
+}
+
+/**
+ * Restores `host` as a relay on a new connection from a drained checkpoint of
+ * a Linux guest that offered `types` on the selections of `offered`, with
+ * serials of 0: the host probes (a CLIPBOARD_REQUEST of type NONE on
+ * SECONDARY) before it sends anything else.
+ */
+export function restoreProbing(host: HostSession, offered: number[], types: number[]): void {
+  const selection = (s: number) =>
+    offered.includes(s)
+      ? { lastSerial: 0, guestRequests: [], guestOffer: { serial: 0, types } }
+      : { lastSerial: 0, guestRequests: [] };
+  hostInternals.get(host)!.restore({
+    hostCaps: host.hostCaps,
+    guestCaps: LINUX_CAPS,
+    selections: [selection(0), selection(1), selection(2)],
+  }, { reconnected: true, drained: true, offers: true });
 }
 
 /** The Linux agent's caps word. */

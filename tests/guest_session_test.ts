@@ -192,6 +192,27 @@ test("GuestSession pastes the host's data, and fails the paste on release and cl
   await assert.rejects(closed, (e) => e instanceof ClipboardError && e.code === "CLOSED");
 });
 
+test("GuestSession sends nothing for a refused request: the 17th over maxRequests, an aborted signal", async () => {
+  const { guest, d } = connected();
+  d.send(BOTH, { kind: "clipboard_grab", selection: 0, serial: 0, types: [TEXT] });
+  const accepted = Array.from({ length: 16 }, () => guest.request(0, TEXT, { timeout: 0 }));
+  assert.equal(d.raw().length, 16, "16 CLIPBOARD_REQUESTs");
+  await assert.rejects(
+    guest.request(0, TEXT),
+    (e) => e instanceof ClipboardError && e.code === "TOO_MANY_REQUESTS",
+  );
+  assert.deepEqual(d.raw(), [], "the 17th is not written");
+  d.send(BOTH, { kind: "clipboard", selection: 0, type: TEXT, data: bytes("one") });
+  assert.deepEqual(await accepted[0], bytes("one"));
+  await assert.rejects(
+    guest.request(0, TEXT, { signal: AbortSignal.abort() }),
+    (e) => e instanceof ClipboardError && e.code === "ABORTED",
+  );
+  assert.deepEqual(d.raw(), [], "an aborted request is not written");
+  d.close();
+  await Promise.allSettled(accepted);
+});
+
 test("GuestSession without selection and serial behaves like the Windows agent", () => {
   const { guest, d } = connected({ selection: false, grabSerial: false });
   guest.grab(0, [TEXT]);

@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { hostInternals } from "../src/session/_internals.ts";
 import { QemuPort } from "./_qemu_port.ts";
-import { BOTH, drive, LINUX_CAPS } from "./_session.ts";
+import { BOTH, drive, LINUX_CAPS, restoreProbing } from "./_session.ts";
 import { until } from "./_helpers.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
@@ -259,16 +259,7 @@ test("HostSession announces itself again when the guest leaves its announcement 
 test("HostSession restored reconnected sends a paste asked while probing once the guest answers, unless it settled", async () => {
   const host = new HostSession();
   const d = drive(host);
-  const offer = { serial: 0, types: [TEXT] };
-  hostInternals.get(host)!.restore({
-    hostCaps: host.hostCaps,
-    guestCaps: LINUX_CAPS,
-    selections: [
-      { lastSerial: 0, guestRequests: [], guestOffer: offer },
-      { lastSerial: 0, guestRequests: [], guestOffer: offer },
-      { lastSerial: 0, guestRequests: [] },
-    ],
-  }, { reconnected: true, drained: true, offers: true });
+  restoreProbing(host, [0, 1], [TEXT]);
   assert.deepEqual(d.take(), [{ kind: "clipboard_request", selection: 2, type: 0 }]);
   const clipboard = host.request(0, TEXT);
   const primary = host.request(1, TEXT);

@@ -10,7 +10,7 @@ import {
   MessageFramer,
   type SessionDiagnostic,
 } from "../mod.ts";
-import { BOTH, drive, LINUX_CAPS, settle, WINDOWS_CAPS } from "./_session.ts";
+import { BOTH, drive, LINUX_CAPS, restoreProbing, settle, WINDOWS_CAPS } from "./_session.ts";
 import { collect, cut, fixture, fixtureJson, u32s, until } from "./_helpers.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
@@ -281,6 +281,43 @@ test("HostSession bounds the requests outstanding on a selection", async () => {
   d.close();
   await assert.rejects(a);
   await assert.rejects(b);
+});
+
+test("HostSession sends nothing for a refused request: the 17th over maxRequests, an aborted signal", async () => {
+  const code = (c: string) => (e: unknown) => e instanceof ClipboardError && e.code === c;
+  const diagnostics: string[] = [];
+  const { host, d } = negotiated({
+    onDiagnostic: (diagnostic) => diagnostics.push(diagnostic.code),
+  });
+  d.send(BOTH, { kind: "clipboard_grab", selection: 0, serial: 0, types: [TEXT] });
+  const accepted = Array.from({ length: 16 }, () => host.request(0, TEXT, { timeout: 0 }));
+  assert.equal(d.raw().length, 16, "16 CLIPBOARD_REQUESTs");
+  await assert.rejects(host.request(0, TEXT), code("TOO_MANY_REQUESTS"));
+  assert.deepEqual(d.raw(), [], "the 17th is not written");
+  // The guest answers the first: it was asked, so nothing is unsolicited.
+  d.send(BOTH, { kind: "clipboard", selection: 0, type: TEXT, data: bytes("one") });
+  assert.equal(new TextDecoder().decode(await accepted[0]!), "one");
+  const aborted = AbortSignal.abort();
+  await assert.rejects(host.request(0, TEXT, { signal: aborted }), code("ABORTED"));
+  assert.deepEqual(d.raw(), [], "an aborted request is not written");
+  assert.deepEqual(diagnostics, [], "no answer came unasked");
+  d.close();
+  await Promise.allSettled(accepted);
+});
+
+test("HostSession restored while probing never sends a request it refused", async () => {
+  const code = (c: string) => (e: unknown) => e instanceof ClipboardError && e.code === c;
+  const host = new HostSession({ maxRequests: 1 });
+  const d = drive(host);
+  restoreProbing(host, [0], [TEXT]);
+  assert.deepEqual(d.take(), [{ kind: "clipboard_request", selection: 2, type: 0 }]);
+  await assert.rejects(host.request(0, TEXT, { signal: AbortSignal.abort() }), code("ABORTED"));
+  const first = host.request(0, TEXT, { timeout: 0 });
+  await assert.rejects(host.request(0, TEXT), code("TOO_MANY_REQUESTS"));
+  d.send(BOTH, { kind: "clipboard", selection: 2, type: 0, data: new Uint8Array(0) });
+  assert.deepEqual(d.take(), [{ kind: "clipboard_request", selection: 0, type: TEXT }]);
+  d.close();
+  await assert.rejects(first);
 });
 
 test("HostSession answers a guest paste with the provider's data, also from a slow provider", async () => {

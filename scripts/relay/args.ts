@@ -1,5 +1,6 @@
 // The relay's command line, parsed the same way by the Deno and the Node entry points.
 import { parseArgs } from "node:util";
+import { isLoopback } from "./web.ts";
 
 /** Where the guest agent's port is. */
 export type ConnectTarget =
@@ -17,6 +18,12 @@ export interface RelayArgs {
   /** Connect at once, then wait for the hand-off state and take over, continued. */
   standby: boolean;
   listen?: { hostname: string; port: number };
+  /** With `--listen`: no token (loopback only). */
+  noAuth?: true;
+  /** With `--listen`: the file the token is read from, instead of a random one. */
+  tokenFile?: string;
+  /** With `--listen`: host names the `Host` header may name besides IP addresses and localhost. */
+  allowHosts?: string[];
   mouse: boolean;
   clipboard: boolean;
   maxClipboard?: number;
@@ -45,7 +52,13 @@ standard output, one per line; logs on standard error.
                        before the guest resumes there, the guest's port stays
                        open and the guest notices nothing)
   --listen HOST:PORT   also serve the JSON protocol over WebSocket (/ws) and a
-                       clipboard page at /
+                       clipboard page at /, to whoever has the token: a random
+                       one, printed once in the page's URL (?token=...)
+  --token-file FILE    with --listen: the token is FILE's content (16 to 1024
+                       visible ASCII characters) instead of a random one
+  --no-auth            with --listen on a loopback address: no token
+  --allow-host NAME    with --listen: a host name (besides IP addresses and
+                       localhost) the page may be reached by; repeatable
   --no-mouse           do not offer an absolute mouse
   --no-clipboard       do not share the clipboard
   --max-clipboard BYTES  largest clipboard data the guest may send
@@ -89,6 +102,9 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
         resume: { type: "string" },
         standby: { type: "boolean" },
         listen: { type: "string" },
+        "token-file": { type: "string" },
+        "no-auth": { type: "boolean" },
+        "allow-host": { type: "string", multiple: true },
         "no-mouse": { type: "boolean" },
         "no-clipboard": { type: "boolean" },
         "max-clipboard": { type: "string" },
@@ -130,6 +146,29 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
   if (values.standby && values.resume === "reconnected") {
     throw new UsageError("--standby resumes continued: it is connected before the hand-off");
   }
+  const listen = values.listen === undefined ? undefined : hostPort(values.listen, "--listen");
+  for (const flag of ["token-file", "no-auth", "allow-host"] as const) {
+    if (values[flag] !== undefined && listen === undefined) {
+      throw new UsageError(`--${flag} needs --listen`);
+    }
+  }
+  if (values["no-auth"] && values["token-file"] !== undefined) {
+    throw new UsageError("--no-auth and --token-file contradict each other");
+  }
+  if (values["token-file"] === "") throw new UsageError("--token-file needs a file name");
+  if (values["no-auth"] && listen !== undefined && !isLoopback(listen.hostname)) {
+    throw new UsageError(
+      `--no-auth needs --listen on a loopback address (127.0.0.1, ::1, localhost), not ` +
+        `${listen.hostname}: without a token, whoever reaches the port has the guest's ` +
+        "clipboard and mouse",
+    );
+  }
+  const allowHosts = (values["allow-host"] ?? []).map((name) => name.toLowerCase());
+  for (const name of allowHosts) {
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(name)) {
+      throw new UsageError(`--allow-host must be a host name, got "${name}"`);
+    }
+  }
   let maxClipboard: number | undefined;
   if (values["max-clipboard"] !== undefined) {
     maxClipboard = Number(values["max-clipboard"]);
@@ -147,7 +186,10 @@ export function parseRelayArgs(args: readonly string[]): RelayArgs | undefined {
     ...(values["key-file"] === undefined ? {} : { keyFile: values["key-file"] }),
     resume: values.standby ? "continued" : resume,
     standby: values.standby ?? false,
-    ...(values.listen === undefined ? {} : { listen: hostPort(values.listen, "--listen") }),
+    ...(listen === undefined ? {} : { listen }),
+    ...(values["no-auth"] ? { noAuth: true } : {}),
+    ...(values["token-file"] === undefined ? {} : { tokenFile: values["token-file"] }),
+    ...(allowHosts.length === 0 ? {} : { allowHosts }),
     mouse: !values["no-mouse"],
     clipboard: !values["no-clipboard"],
     ...(maxClipboard === undefined ? {} : { maxClipboard }),

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `vdagent-relay` on Node: the npm package's bin. The relay is `run.ts`, written against
-// web-platform APIs; this file gives it Node's sockets, files, signals and HTTP server, as
-// `scripts/relay.ts` does on Deno.
+// web-platform APIs; this file gives it Node's sockets, files, signals and a TCP listener for
+// its web front, as `scripts/relay.ts` does on Deno.
 import { constants, readFileSync } from "node:fs";
 import { lstat, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { connect as netConnect } from "node:net";

@@ -10,6 +10,8 @@ import {
   UsageError,
 } from "./args.ts";
 import { CommandError, type CommandId } from "./protocol.ts";
+import { Broadcaster, EventQueue, readWhenRoom } from "./event_queue.ts";
+import { listen, listenToken } from "./listen.ts";
 import { errorEvent, RelayCore, type RelayEvent } from "./relay_core.ts";
 import {
   encodeStateFile,
@@ -19,7 +21,7 @@ import {
   type StateKey,
 } from "./state_file.ts";
 import { type LockHolder, type StateFiles, StateStore } from "./state_store.ts";
-import { allowWebSocket, PAGE_ASSETS, type ServeHandlers, type WebServer } from "./web.ts";
+import type { ServeHandlers, WebServer } from "./web.ts";
 
 /** A connection to the guest's port. */
 export interface Connection extends Transport {
@@ -68,32 +70,38 @@ const STOP_TIMEOUT_MS = 10_000;
 /** Slack over the largest base64 payload for one command line. */
 const LINE_SLACK = 64 * 1024;
 
-/** JSON lines to a byte stream, in order; a failed stream (a closed pipe) is reported once. */
+/**
+ * Standard output's bounds: what it has not taken stops the relay reading the guest and standard
+ * input (see {@linkcode EventQueue}).
+ */
+const STDOUT_LIMITS = { window: 1024 * 1024, highWater: 4 * 1024 * 1024 };
+
+/**
+ * JSON lines to a byte stream, in order and bounded; a failed stream (a closed pipe) is reported
+ * once.
+ */
 class EventWriter {
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #log: (line: string) => void;
-  readonly #encoder = new TextEncoder();
-  #broken = false;
-  #last: Promise<void> = Promise.resolve();
+  readonly queue: EventQueue;
 
   constructor(stream: WritableStream<Uint8Array>, log: (line: string) => void) {
-    this.#writer = stream.getWriter();
-    this.#log = log;
-  }
-
-  write(event: RelayEvent): void {
-    if (this.#broken) return;
-    this.#last = this.#writer.write(this.#encoder.encode(JSON.stringify(event) + "\n")).catch(
-      (error) => {
-        if (!this.#broken) this.#log(`standard output failed, events are dropped: ${error}`);
-        this.#broken = true;
+    const writer = stream.getWriter();
+    const encoder = new TextEncoder();
+    this.queue = new EventQueue(
+      { write: (text) => writer.write(encoder.encode(text + "\n")) },
+      STDOUT_LIMITS,
+      {
+        onError: (error) => log(`standard output failed, events are dropped: ${error}`),
       },
     );
   }
 
+  write(event: RelayEvent): void {
+    this.queue.push(JSON.stringify(event));
+  }
+
   /** Waits until everything written has left. */
-  async flush(): Promise<void> {
-    await this.#last;
+  flush(): Promise<void> {
+    return this.queue.flush();
   }
 }
 
@@ -103,8 +111,9 @@ async function readLines(
   max: number,
   onLine: (line: string) => void,
   onTooLong: (length: number) => void,
+  room: () => Promise<void> | undefined,
 ): Promise<void> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = readWhenRoom(stream, room).pipeThrough(new TextDecoderStream()).getReader();
   let parts: string[] = [];
   let length = 0;
   let skipping = false;
@@ -340,6 +349,8 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
     return ExitCode.STOPPED;
   }
   const target = describeTarget(args.connect);
+  const token = await listenToken(platform, args, log);
+  if (token === null) return ExitCode.USAGE;
   if (args.state !== undefined && key === undefined) {
     log(
       `WARNING: --state ${args.state} without a key: whoever can write it can make this relay ` +
@@ -348,50 +359,29 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
   }
 
   const out = new EventWriter(platform.stdout, platform.log);
-  const clients = new Set<(event: RelayEvent) => void>();
-  const broadcast = (event: RelayEvent) => {
-    out.write(event);
-    for (const send of clients) send(event);
-  };
+  const clients = new Set<EventQueue>();
+  const broadcaster = new Broadcaster(() => [out.queue, ...clients]);
+  const broadcast = (event: RelayEvent) => broadcaster.send(event);
   // Settled once the session runs; a WebSocket client that comes earlier waits for it.
   let setCoreReady!: (core: RelayCore) => void;
   const coreReady = new Promise<RelayCore>((resolve) => setCoreReady = resolve);
+  const maxLine = Math.ceil(((args.maxClipboard ?? 64 * 1024 * 1024) * 4) / 3) + LINE_SLACK;
 
   // Listening first: a port in use must not cost the state.
-  let server: WebServer | undefined;
+  let listening: { server: WebServer; url: string } | undefined;
   if (args.listen !== undefined) {
-    try {
-      const assets = new Map<string, { body: Uint8Array; type: string }>();
-      for (const [path, asset] of Object.entries(PAGE_ASSETS)) {
-        assets.set(path, { body: await platform.readAsset(asset.name), type: asset.type });
-      }
-      const listenHost = args.listen.hostname;
-      server = await platform.serve(args.listen, {
-        asset: (path) => assets.get(path),
-        allow: (origin, host) => allowWebSocket(origin, host, listenHost),
-        connect(client) {
-          const send = (event: RelayEvent) => client.send(JSON.stringify(event));
-          send({ event: "hello", connect: target });
-          let open = true;
-          void coreReady.then((ready) => {
-            if (!open) return;
-            for (const event of ready.stateEvents()) send(event);
-            clients.add(send);
-          });
-          return {
-            message: (text) => void coreReady.then((ready) => ready.run(text, send)),
-            close: () => {
-              open = false;
-              clients.delete(send);
-            },
-          };
-        },
-      });
-    } catch (error) {
-      log(`cannot listen on ${args.listen.hostname}:${args.listen.port}: ${message(error)}`);
-      return ExitCode.FAILURE;
-    }
+    listening = await listen(platform, args.listen, {
+      policy: { token, hosts: [args.listen.hostname.toLowerCase(), ...(args.allowHosts ?? [])] },
+      core: coreReady,
+      target,
+      clients,
+      maxMessage: maxLine,
+      log,
+      flush: () => broadcaster.flush(),
+    });
+    if (listening === undefined) return ExitCode.FAILURE;
   }
+  const server = listening?.server;
   const closeServer = () => server?.close().catch(() => {});
 
   const lockState = (path: string) =>
@@ -572,7 +562,13 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
   const checkpoints = store === undefined ? undefined : new StateCheckpoint({ continuous: true });
   let session: RelayCore;
   try {
-    session = new RelayCore(link, {
+    // The guest is read only while standard output keeps up.
+    const paced = {
+      readable: readWhenRoom(link.readable, () => out.queue.room()),
+      writable: link.writable,
+      closeWrite: () => link.closeWrite(),
+    };
+    session = new RelayCore(paced, {
       mouse: args.mouse,
       clipboard: args.clipboard,
       maxClipboard: args.maxClipboard,
@@ -675,16 +671,16 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
     },
   );
 
-  if (server !== undefined) {
-    log(`listening on ${server.url} (clipboard page at /, WebSocket at /ws)`);
-    broadcast({ event: "listening", url: server.url });
-  }
+  if (listening !== undefined) broadcast({ event: "listening", url: listening.url });
 
-  const maxLine = Math.ceil(((args.maxClipboard ?? 64 * 1024 * 1024) * 4) / 3) + LINE_SLACK;
   readLines(
     platform.stdin,
     maxLine,
-    (line) => void session.run(line, (event) => out.write(event)),
+    (line) =>
+      void session.run(line, (event) => {
+        broadcaster.flush(); // what the guest did before the answer goes first
+        out.write(event);
+      }),
     (length) =>
       out.write({
         event: "error",
@@ -692,6 +688,7 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
         message:
           `Cannot run command: the line has ${length} characters, over the limit of ${maxLine}`,
       }),
+    () => out.queue.room(),
   ).then(
     () => log("standard input closed; still relaying (stop with SIGTERM or SIGINT)"),
     (error) => log(`standard input failed: ${message(error)}; still relaying`),

@@ -224,8 +224,9 @@ export function grabPayload(
 /**
  * Checks a paste of `type` on `selection` against what the peer offers,
  * registers it and asks the peer through `outbox` (unless the caller sends it
- * later: `undefined`). A paste the peer does not offer is rejected and
- * nothing is sent. Failures come as rejections.
+ * later: `undefined`). A paste that is refused (not offered, too many
+ * outstanding, its signal already aborted) is rejected and nothing is sent:
+ * `taken` is false then. Failures come as rejections.
  */
 export function startRequest(
   requests: RequestTable,
@@ -237,19 +238,20 @@ export function startRequest(
   signal: AbortSignal | undefined,
   outbox: Outbox | undefined,
   layout: PayloadOptions,
-): Promise<Uint8Array> {
+): { result: Promise<Uint8Array>; taken: boolean } {
   if (!offer?.types.includes(type)) {
-    return Promise.reject(
-      new ClipboardError(
-        "NOT_OFFERED",
-        `Cannot paste: the ${peer} does not offer type ${type} on selection ${selection}`,
-        selection,
-      ),
+    const error = new ClipboardError(
+      "NOT_OFFERED",
+      `Cannot paste: the ${peer} does not offer type ${type} on selection ${selection}`,
+      selection,
     );
+    return { result: Promise.reject(error), taken: false };
   }
+  const refused = requests.refusal(selection, signal);
+  if (refused !== undefined) return { result: Promise.reject(refused), taken: false };
   const result = requests.add(selection, type, timeout, signal);
   outbox?.send(requestMessage(selection, type, layout));
-  return result;
+  return { result, taken: true };
 }
 
 let lastRequest:

@@ -47,21 +47,31 @@ export class RequestTable {
   }
 
   /**
-   * Registers a request; the caller sends it. Settles on an answer, a
-   * failure, the timeout (ms, 0 for none) or the signal.
+   * Why a new request on `selection` would be refused (too many outstanding,
+   * or `signal` aborted already), or `undefined` if it would be taken.
    */
-  add(selection: number, type: number, timeout: number, signal?: AbortSignal): Promise<Uint8Array> {
+  refusal(selection: number, signal?: AbortSignal): ClipboardError | undefined {
     const queue = this.#queues[selection]!;
     if (queue.length >= this.#limit) {
-      return Promise.reject(
-        new ClipboardError(
-          "TOO_MANY_REQUESTS",
-          `Cannot request clipboard data: ${queue.length} requests are already outstanding on selection ${selection}`,
-          selection,
-        ),
+      return new ClipboardError(
+        "TOO_MANY_REQUESTS",
+        `Cannot request clipboard data: ${queue.length} requests are already outstanding on selection ${selection}`,
+        selection,
       );
     }
-    if (signal?.aborted) return Promise.reject(aborted(selection, signal));
+    if (signal?.aborted) return aborted(selection, signal);
+    return undefined;
+  }
+
+  /**
+   * Registers a request; the caller sends it. Settles on an answer, a
+   * failure, the timeout (ms, 0 for none) or the signal. A request that
+   * {@linkcode refusal} refuses is rejected at once.
+   */
+  add(selection: number, type: number, timeout: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const refused = this.refusal(selection, signal);
+    if (refused !== undefined) return Promise.reject(refused);
+    const queue = this.#queues[selection]!;
     let pending!: Pending;
     const promise = new Promise<Uint8Array>((resolve, reject) => {
       pending = new Pending(selection, type, resolve, reject);

@@ -307,7 +307,7 @@ export class GuestSession
       options?.signal,
       this.#outbox,
       this.#layout,
-    );
+    ).result;
   }
 
   #checkClipboard(selection: number, action: string): void {

@@ -416,7 +416,7 @@ export class HostSession
     const timeout = options?.timeout === undefined ? this.#timeout : checkTimeout(options.timeout);
     // While probing, what is sent may be dropped: the request goes once the guest answers.
     const later = this.#waiting === "probe";
-    const result = startRequest(
+    const { result, taken } = startRequest(
       this.#requests,
       this.#offers[selection],
       "guest",
@@ -427,7 +427,8 @@ export class HostSession
       later ? undefined : this.#outbox,
       this.#layout,
     );
-    if (later) this.#unsent.push({ selection, type });
+    // A refused request is never sent, now or once the probe is answered.
+    if (later && taken) this.#unsent.push({ selection, type });
     return result;
   }
 

@@ -55,7 +55,8 @@ export function waitImage(
  */
 export function watchPage(page: Page, url: string): string[] {
   const errors: string[] = [];
-  const own = [url, url.replace("http", "ws"), `blob:${url}`, "data:"];
+  const origin = new URL(url).origin;
+  const own = [`${origin}/`, `${origin.replace("http", "ws")}/`, `blob:${origin}/`, "data:"];
   page.on("pageerror", (error) => errors.push(error.message));
   page.on("console", (m) => void (m.type() === "error" && errors.push(m.text())));
   page.on("requestfailed", (r) => errors.push(`${r.url()}: ${r.failure()?.errorText}`));

@@ -1,5 +1,5 @@
 // The relay's web-platform modules (scripts/relay/): base64, MIME types, the file list, the
-// command line, the state file and the WebSocket origin rule. Deno only, like the relay's other
+// command line, the state file and the web front's admission rules. Deno only, like the relay's other
 // tests; the Node bin runs the same modules in tests/node/.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -21,7 +21,7 @@ import {
   importStateKey,
   StateFileError,
 } from "../../scripts/relay/state_file.ts";
-import { allowWebSocket } from "../../scripts/relay/web.ts";
+import { admitRequest, isLoopback } from "../../scripts/relay/web.ts";
 import { prng, randBytes } from "../_helpers.ts";
 
 test("encodeBase64 and decodeBase64 agree with btoa and atob at every length up to 300", () => {
@@ -303,17 +303,102 @@ test("importStateKey takes hex or base64 of at least 32 bytes, and nothing else"
   await assert.rejects(importStateKey("not a key!"), RangeError);
 });
 
-test("allowWebSocket accepts the page's own origin and clients without one, and nothing else", () => {
-  const allow = (origin: string | undefined, host: string | undefined, listen = "127.0.0.1") =>
-    allowWebSocket(origin, host, listen);
-  assert.equal(allow("http://127.0.0.1:8080", "127.0.0.1:8080"), true);
-  assert.equal(allow("http://localhost:8080", "localhost:8080"), true);
-  assert.equal(allow("http://[::1]:8080", "[::1]:8080", "::1"), true);
-  assert.equal(allow(undefined, "127.0.0.1:8080"), true, "not a browser");
-  assert.equal(allow("https://evil.example", "127.0.0.1:8080"), false, "another site");
-  assert.equal(allow("http://127.0.0.1:9999", "127.0.0.1:8080"), false, "another port");
-  assert.equal(allow("null", "127.0.0.1:8080"), false);
-  assert.equal(allow("http://evil.example:8080", "evil.example:8080"), false, "DNS rebinding");
-  assert.equal(allow(undefined, undefined), false, "no Host header");
-  assert.equal(allow("http://vm-host:8080", "vm-host:8080", "0.0.0.0"), true, "listening widely");
+test("admitRequest wants a Host naming the relay, the page's own Origin, and the token", () => {
+  const policy = { token: "the-token-0123456789", hosts: ["vm-host.lan"] };
+  const status = (
+    target: string,
+    headers: Record<string, string>,
+    which: { token: string | undefined; hosts: string[] } = policy,
+  ) => {
+    const url = new URL(target, "http://relay");
+    return admitRequest({
+      method: "GET",
+      path: url.pathname,
+      query: url.searchParams,
+      headers: new Map(Object.entries(headers)),
+    }, which)?.status ?? 200;
+  };
+  const token = "?token=the-token-0123456789";
+  // The page's own origin, and clients without one.
+  assert.equal(
+    status(`/ws${token}`, { host: "127.0.0.1:8080", origin: "http://127.0.0.1:8080" }),
+    200,
+  );
+  assert.equal(
+    status(`/ws${token}`, { host: "localhost:8080", origin: "http://localhost:8080" }),
+    200,
+  );
+  assert.equal(status(`/ws${token}`, { host: "[::1]:8080", origin: "http://[::1]:8080" }), 200);
+  assert.equal(status(`/ws${token}`, { host: "192.168.1.5:8080" }), 200, "an IP address");
+  assert.equal(status(`/${token}`, { host: "[::ffff:127.0.0.1]:8080" }), 200);
+  assert.equal(status(`/${token}`, { host: "VM-HOST.lan:8080" }), 200, "--allow-host");
+  assert.equal(
+    status("/ws", { host: "127.0.0.1:8080", authorization: "Bearer the-token-0123456789" }),
+    200,
+  );
+  // The token.
+  assert.equal(status("/ws", { host: "127.0.0.1:8080" }), 401);
+  assert.equal(status("/", { host: "127.0.0.1:8080" }), 401);
+  assert.equal(status("/?token=the-token-012345678", { host: "127.0.0.1:8080" }), 401);
+  assert.equal(status("/?token=the-token-0123456789x", { host: "127.0.0.1:8080" }), 401);
+  assert.equal(status("/app.js", { host: "127.0.0.1:8080" }), 200, "the script is public");
+  assert.equal(status("/style.css", { host: "127.0.0.1:8080" }), 200);
+  assert.equal(status("/", { host: "127.0.0.1:8080" }, { token: undefined, hosts: [] }), 200);
+  // Origin and Host, whatever the listen address.
+  const origin = { host: "127.0.0.1:8080" };
+  assert.equal(status(`/ws${token}`, { ...origin, origin: "https://evil.example" }), 403);
+  assert.equal(status(`/ws${token}`, { ...origin, origin: "http://127.0.0.1:9999" }), 403);
+  assert.equal(status(`/ws${token}`, { ...origin, origin: "null" }), 403);
+  for (const host of ["evil.test:18434", "ip6-localhost", "localhost.evil.test", "vm-host"]) {
+    assert.equal(status(`/ws${token}`, { host, origin: `http://${host}` }), 403, host);
+    assert.equal(status(`/app.js`, { host }), 403, host);
+  }
+  assert.equal(status(`/ws${token}`, {}), 400, "no Host header");
+});
+
+test("isLoopback knows 127/8, ::1 in any spelling and localhost, and nothing else", () => {
+  for (const name of ["127.0.0.1", "127.1.2.3", "::1", "0:0:0:0:0:0:0:1", "localhost"]) {
+    assert.equal(isLoopback(name), true, name);
+  }
+  for (const name of ["0.0.0.0", "::", "192.168.1.5", "::ffff:127.0.0.1", "ip6-localhost"]) {
+    assert.equal(isLoopback(name), false, name);
+  }
+});
+
+test("parseRelayArgs reads --token-file, --no-auth and --allow-host, with --listen only", () => {
+  const listen = ["--connect", "unix:/x", "--listen", "127.0.0.1:8080"];
+  assert.deepEqual(
+    parseRelayArgs([...listen, "--token-file", "t", "--allow-host", "A.lan", "--allow-host", "b"]),
+    {
+      connect: { transport: "unix", path: "/x" },
+      resume: "reconnected",
+      standby: false,
+      listen: { hostname: "127.0.0.1", port: 8080 },
+      tokenFile: "t",
+      allowHosts: ["a.lan", "b"],
+      mouse: true,
+      clipboard: true,
+    },
+  );
+  assert.equal(parseRelayArgs([...listen, "--no-auth"])?.noAuth, true);
+  assert.equal(
+    parseRelayArgs(["--connect", "unix:/x", "--listen", "[::1]:0", "--no-auth"])?.noAuth,
+    true,
+  );
+  const bad: [string[], RegExp][] = [
+    [["--connect", "unix:/x", "--no-auth"], /--no-auth needs --listen/],
+    [["--connect", "unix:/x", "--token-file", "t"], /--token-file needs --listen/],
+    [["--connect", "unix:/x", "--allow-host", "a"], /--allow-host needs --listen/],
+    [[...listen, "--no-auth", "--token-file", "t"], /contradict/],
+    [["--connect", "unix:/x", "--listen", "0.0.0.0:80", "--no-auth"], /not 0\.0\.0\.0/],
+    [["--connect", "unix:/x", "--listen", "[::]:80", "--no-auth"], /loopback/],
+    [["--connect", "unix:/x", "--listen", "192.168.1.5:80", "--no-auth"], /loopback/],
+    [[...listen, "--allow-host", "evil.test:80"], /--allow-host must be a host name/],
+  ];
+  for (const [args, message] of bad) {
+    assert.throws(
+      () => parseRelayArgs(args),
+      (e) => e instanceof UsageError && message.test(e.message),
+    );
+  }
 });

@@ -438,11 +438,15 @@ test("vdagent-relay refuses bad arguments, an unreachable port and a bad state f
   });
 });
 
-test("vdagent-relay --listen serves the page and the JSON protocol over WebSocket to its own origin only", async () => {
+test("vdagent-relay --listen serves the page and the JSON protocol over WebSocket with its token, to its own origin and host names only", async () => {
   await withRelay(async (port, start) => {
     const relay = start(["--listen", "127.0.0.1:0"]);
     const url = (await relay.next("listening")).url as string;
-    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const match = /^(http:\/\/127\.0\.0\.1:\d+\/)\?token=([A-Za-z0-9_-]{43})$/.exec(url);
+    assert.ok(match, url);
+    const [, base, token] = match as unknown as [string, string, string];
+    assert.equal(relay.stderr.split(token).length, 2, "the token is logged once");
+    assert.equal(relay.events.filter((e) => JSON.stringify(e).includes(token)).length, 1);
     await relay.next("caps");
     const page = await fetch(url);
     assert.equal(page.status, 200);
@@ -452,18 +456,23 @@ test("vdagent-relay --listen serves the page and the JSON protocol over WebSocke
       /default-src 'none'; script-src 'self'/,
     );
     assert.match(await page.text(), /<script type="module" src="\/app\.js"><\/script>/);
-    const paths: [string, number][] = [["app.js", 200], ["style.css", 200], ["nope", 404], [
-      "ws",
-      426,
-    ]];
+    const paths: [string, number][] = [
+      ["", 401],
+      ["?token=wrong", 401],
+      ["app.js", 200],
+      ["style.css", 200],
+      [`nope?token=${token}`, 404],
+      [`ws?token=${token}`, 426],
+    ];
     for (const [path, status] of paths) {
-      const response = await fetch(url + path);
+      const response = await fetch(base + path);
       assert.equal(response.status, status, path);
       await response.body?.cancel();
     }
 
-    // A client that is not a browser sends no Origin: it gets the state, then its answers.
-    const socket = new WebSocket(`${url.replace("http", "ws")}ws`);
+    // A client that is not a browser sends no Origin: with the token, it gets the state, then
+    // its answers.
+    const socket = new WebSocket(`${base.replace("http", "ws")}ws?token=${token}`);
     const messages: { event: string; [key: string]: unknown }[] = [];
     let wake = () => {};
     socket.onmessage = (m) => {
@@ -492,17 +501,113 @@ test("vdagent-relay --listen serves the page and the JSON protocol over WebSocke
     socket.close();
     await closed;
 
-    // Another site's page is refused before any WebSocket.
-    const evil = await fetch(`${url}ws`, {
-      headers: {
-        origin: "https://evil.example",
-        upgrade: "websocket",
-        connection: "Upgrade",
-        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "sec-websocket-version": "13",
-      },
-    });
-    assert.equal(evil.status, 403);
-    await evil.body?.cancel();
+    // Refused before any WebSocket: no token, a wrong one, another site's page, a DNS
+    // rebinding name (with the token, even), a host name not allowed.
+    const address = new URL(base).host;
+    const handshake = (path: string, headers: Record<string, string>) =>
+      rawRequest(base, `GET ${path} HTTP/1.1`, {
+        Host: address,
+        Upgrade: "websocket",
+        Connection: "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        ...headers,
+      });
+    assert.match(await handshake("/ws", {}), /^HTTP\/1\.1 401 /);
+    assert.match(await handshake("/ws?token=x", {}), /^HTTP\/1\.1 401 /);
+    assert.match(
+      await handshake("/ws", { Authorization: `Bearer ${token}` }),
+      /^HTTP\/1\.1 101 /,
+    );
+    assert.match(
+      await handshake(`/ws?token=${token}`, { Origin: "https://evil.example" }),
+      /^HTTP\/1\.1 403 [^]*Forbidden origin/,
+    );
+    for (const host of ["evil.test:18434", "ip6-localhost", "vm-host.lan"]) {
+      const evil = await handshake(`/ws?token=${token}`, {
+        Host: host,
+        Origin: `http://${host}`,
+      });
+      assert.match(evil, /^HTTP\/1\.1 403 [^]*Forbidden host/, host);
+      assert.match(
+        await rawRequest(base, `GET /?token=${token} HTTP/1.1`, { Host: host }),
+        /^HTTP\/1\.1 403 /,
+        `the page by ${host}`,
+      );
+    }
+    assert.match(
+      await rawRequest(base, `GET /?token=${token} HTTP/1.1`, { Host: "localhost" }),
+      /^HTTP\/1\.1 200 /,
+    );
   });
 });
+
+test("vdagent-relay --listen takes --token-file, --no-auth on loopback only, and --allow-host", async () => {
+  await withRelay(async (port, start) => {
+    const file = `${port.dir}/token`;
+    await Deno.writeTextFile(file, "a-token-from-a-file-0123456789\n");
+    const relay = start([
+      "--listen",
+      "127.0.0.1:0",
+      "--token-file",
+      file,
+      "--allow-host",
+      "VM-Host.lan",
+    ]);
+    const url = (await relay.next("listening")).url as string;
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/\?token=a-token-from-a-file-0123456789$/);
+    const base = url.slice(0, url.indexOf("?"));
+    assert.match(
+      await rawRequest(base, "GET /?token=a-token-from-a-file-0123456789 HTTP/1.1", {
+        Host: "vm-host.lan:80",
+      }),
+      /^HTTP\/1\.1 200 /,
+    );
+    const open = start(["--listen", "[::1]:0", "--no-auth"], "no-auth");
+    const openUrl = (await open.next("listening")).url as string;
+    assert.match(openUrl, /^http:\/\/\[::1\]:\d+\/$/);
+    assert.match(open.stderr, /no token: --no-auth/);
+    assert.equal((await fetch(openUrl)).status, 200);
+
+    const wide = start(["--listen", "0.0.0.0:0", "--no-auth"], "wide");
+    assert.equal(await wide.exited, 2);
+    assert.match(wide.stderr, /--no-auth needs --listen on a loopback address .* not 0\.0\.0\.0/);
+    await Deno.writeTextFile(file, "short\n");
+    const short = start(["--listen", "127.0.0.1:0", "--token-file", file], "short");
+    assert.equal(await short.exited, 2);
+    assert.match(
+      short.stderr,
+      /--token-file .*token is unusable: it must hold a token of 16 to 1024/,
+    );
+    assert.equal(port.connections, 2, "a bad token file is refused before connecting");
+  });
+});
+
+/** Sends one request on a new TCP connection; resolves with the whole response. */
+async function rawRequest(
+  base: string,
+  line: string,
+  headers: Record<string, string>,
+): Promise<string> {
+  const { hostname, port } = new URL(base);
+  const conn = await Deno.connect({
+    hostname: hostname.replace(/^\[|\]$/g, ""),
+    port: Number(port),
+  });
+  try {
+    const head = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    await conn.write(encode(`${line}\r\n${head}\r\n`));
+    let text = "";
+    const buffer = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+      text += decode(buffer.subarray(0, n));
+      // A 101 stays open: its head is the answer.
+      if (text.startsWith("HTTP/1.1 101 ") && text.includes("\r\n\r\n")) break;
+    }
+    return text;
+  } finally {
+    conn.close();
+  }
+}

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { createGuestPipeline, type GuestPipeline } from "../../mod.ts";
+import { waitFor } from "../_helpers.ts";
 
 /** The bin in the build. */
 export const RELAY_BIN = fileURLToPath(
@@ -18,30 +19,6 @@ export const RELAY_BIN = fileURLToPath(
 
 /** One event the relay printed. */
 export type Event = { event: string; [field: string]: unknown };
-
-/** Resolves once `check` returns a value; `wake` re-checks; bounded. */
-function waitFor<T>(
-  waiters: Set<() => void>,
-  check: () => T | undefined,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const wake = () => {
-      const value = check();
-      if (value === undefined) return;
-      waiters.delete(wake);
-      clearTimeout(timer);
-      resolve(value);
-    };
-    const timer = setTimeout(() => {
-      waiters.delete(wake);
-      reject(new Error(`no ${what} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    waiters.add(wake);
-    wake();
-  });
-}
 
 /** The bin, running. */
 export class RelayBin {

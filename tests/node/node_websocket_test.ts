@@ -1,35 +1,14 @@
-// The relay's WebSocket server for Node (scripts/relay/node_websocket.ts), spoken to frame by
-// frame over a raw socket: the handshake, the origin rule, fragmented and large messages,
-// ping, and the close codes of what it refuses. Node only: run by `deno task build:npm`.
+// The relay's web front on Node (scripts/relay/node_websocket.ts: node:net under the shared
+// http_front.ts), spoken to frame by frame over a raw socket: the handshake, the admission
+// rule, fragmented and large messages, ping, and the close codes of what it refuses. Node
+// only: run by `deno task build:npm`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { serveNode } from "../../scripts/relay/node_websocket.ts";
 import type { WebServer } from "../../scripts/relay/web.ts";
-
-const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
-
-/** A client frame: FIN and opcode, masked payload. */
-function frame(opcode: number, payload: Uint8Array, fin = true, mask = true): Uint8Array {
-  const n = payload.length;
-  const size = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(size + (mask ? 4 : 0) + n);
-  out[0] = (fin ? 0x80 : 0) | opcode;
-  const view = new DataView(out.buffer);
-  if (n < 126) out[1] = n;
-  else if (n < 65536) (out[1] = 126, view.setUint16(2, n));
-  else (out[1] = 127, view.setBigUint64(2, BigInt(n)));
-  if (mask) {
-    out[1]! |= 0x80;
-    const key = [0x12, 0x34, 0x56, 0x78];
-    out.set(key, size);
-    for (let i = 0; i < n; i++) out[size + 4 + i] = payload[i]! ^ key[i & 3]!;
-  } else {
-    out.set(payload, size);
-  }
-  return out;
-}
+import { clientFrame as frame, closeCode, handshake, KEY } from "../_ws_frames.ts";
 
 /** A raw client: the handshake, then frames as they arrive. */
 class Client {
@@ -57,15 +36,7 @@ class Client {
     const { hostname, port } = new URL(url);
     const socket = connect({ host: hostname, port: Number(port) });
     const client = new Client(socket);
-    const lines = Object.entries({
-      Host: `${hostname}:${port}`,
-      Upgrade: "websocket",
-      Connection: "Upgrade",
-      "Sec-WebSocket-Key": KEY,
-      "Sec-WebSocket-Version": "13",
-      ...headers,
-    }).map(([k, v]) => `${k}: ${v}\r\n`).join("");
-    socket.write(`GET /ws HTTP/1.1\r\n${lines}\r\n`);
+    socket.write(handshake(`${hostname}:${port}`, "/ws", headers));
     const head = await client.#until(() => {
       const text = new TextDecoder().decode(client.#buffer);
       const end = text.indexOf("\r\n\r\n");
@@ -120,18 +91,25 @@ class Client {
 }
 
 const text = (s: string) => new TextEncoder().encode(s);
-const closeCode = (payload: Uint8Array) => (payload[0]! << 8) | payload[1]!;
 
 test("serveNode speaks RFC 6455 text messages, fragmented and large, and refuses what it must", async () => {
   const received: string[] = [];
   const server: WebServer = await serveNode({ hostname: "127.0.0.1", port: 0 }, {
     asset: () => undefined,
-    allow: (origin) => origin === undefined || origin.startsWith("http://127.0.0.1:"),
+    admit: (request) => {
+      const origin = request.headers.get("origin");
+      return origin === undefined || origin.startsWith("http://127.0.0.1:")
+        ? undefined
+        : { status: 403, text: "Forbidden origin" };
+    },
+    log: () => {},
+    limits: { maxConnections: 8, headerTimeout: 5000, maxHeaderBytes: 4096, maxMessage: 1 << 20 },
     connect: (client) => ({
       message: (message) => {
         received.push(message);
-        client.send(`echo ${message.length}`);
+        void client.send(`echo ${message.length}`);
       },
+      tooLong: (length) => void client.send(`too long ${length}`),
       close: () => {},
     }),
   });

@@ -169,7 +169,10 @@ async function sendImage(file) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws`);
+  // The relay printed the page's URL with its token; the WebSocket needs it too.
+  const token = new URLSearchParams(location.search).get("token");
+  const query = token === null ? "" : `?token=${encodeURIComponent(token)}`;
+  socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
   socket.addEventListener("message", (message) => {
     let event;
     try {
@@ -180,8 +183,9 @@ function connect() {
     if (!["progress", "data"].includes(event.event)) log(`${event.event} ${briefly(event)}`);
     handlers[event.event]?.(event);
   });
-  socket.addEventListener("close", () => {
-    if (status.className !== "bad") setStatus("Disconnected from the relay.", "bad");
+  socket.addEventListener("close", (e) => {
+    const why = e.reason === "" ? "" : `: ${e.reason}`;
+    if (status.className !== "bad") setStatus(`Disconnected from the relay${why}.`, "bad");
   });
 }
 
