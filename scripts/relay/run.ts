@@ -321,36 +321,66 @@ function stateExit(error: unknown): number {
     : ExitCode.BAD_STATE;
 }
 
+/** How the relay ended: the `exit` event, last on standard output whatever happened. */
+interface Exit {
+  code: number;
+  reason: string;
+}
+
 /** Runs the relay; resolves with the exit code once everything is flushed and closed. */
 export async function runRelay(platform: RelayPlatform): Promise<number> {
+  let args: RelayArgs | undefined;
+  let usage: UsageError | undefined;
+  try {
+    args = parseRelayArgs(platform.args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    usage = error;
+  }
+  if (args === undefined && usage === undefined) {
+    // --help: the text is what was asked for, on standard output.
+    const writer = platform.stdout.getWriter();
+    await writer.write(new TextEncoder().encode(USAGE + "\n")).catch(() => {});
+    await writer.close().catch(() => {});
+    return ExitCode.STOPPED;
+  }
+  const out = new EventWriter(platform.stdout, platform.log);
   const signals = new Signals();
   const stopListening = platform.onSignal((signal) => signals.receive(signal));
+  let exit: Exit;
   try {
-    return await relay(platform, signals);
+    if (usage !== undefined) {
+      platform.log(`vdagent-relay: ${usage.message}\n${USAGE}`);
+      exit = { code: ExitCode.USAGE, reason: `bad command line: ${usage.message}` };
+    } else {
+      exit = await relay(platform, signals, args!, out);
+    }
   } finally {
     stopListening();
   }
+  out.write({ event: "exit", ...exit });
+  await bounded(out.flush(), 5000, "flushing standard output").catch(() => {});
+  return exit.code;
 }
 
-async function relay(platform: RelayPlatform, signals: Signals): Promise<number> {
+async function relay(
+  platform: RelayPlatform,
+  signals: Signals,
+  args: RelayArgs,
+  out: EventWriter,
+): Promise<Exit> {
   const log = (line: string) => platform.log(`vdagent-relay: ${line}`);
-  let args: RelayArgs | undefined;
   let key: StateKey | undefined;
   try {
-    args = parseRelayArgs(platform.args);
-    if (args !== undefined) key = await loadKey(platform, args);
+    key = await loadKey(platform, args);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     platform.log(`vdagent-relay: ${error.message}\n${USAGE}`);
-    return ExitCode.USAGE;
-  }
-  if (args === undefined) {
-    platform.log(USAGE);
-    return ExitCode.STOPPED;
+    return { code: ExitCode.USAGE, reason: `bad command line: ${error.message}` };
   }
   const target = describeTarget(args.connect);
   const token = await listenToken(platform, args, log);
-  if (token === null) return ExitCode.USAGE;
+  if (token === null) return { code: ExitCode.USAGE, reason: "bad --token-file" };
   if (args.state !== undefined && key === undefined) {
     log(
       `WARNING: --state ${args.state} without a key: whoever can write it can make this relay ` +
@@ -358,7 +388,6 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
     );
   }
 
-  const out = new EventWriter(platform.stdout, platform.log);
   const clients = new Set<EventQueue>();
   const broadcaster = new Broadcaster(() => [out.queue, ...clients]);
   const broadcast = (event: RelayEvent) => broadcaster.send(event);
@@ -379,7 +408,7 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
       log,
       flush: () => broadcaster.flush(),
     });
-    if (listening === undefined) return ExitCode.FAILURE;
+    if (listening === undefined) return { code: ExitCode.FAILURE, reason: "cannot listen" };
   }
   const server = listening?.server;
   const closeServer = () => server?.close().catch(() => {});
@@ -398,7 +427,7 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
       } catch (error) {
         log(`cannot connect to ${target}: ${message(error)}`);
         await closeServer();
-        return ExitCode.CONNECTION_FAILED;
+        return { code: ExitCode.CONNECTION_FAILED, reason: `cannot connect: ${message(error)}` };
       }
       const waited = await standBy(
         platform,
@@ -412,7 +441,7 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
         connection.close();
         log(`${waited} while standing by: exiting, ${args.state} untouched`);
         await closeServer();
-        return ExitCode.STOPPED;
+        return { code: ExitCode.STOPPED, reason: `${waited} while standing by` };
       }
       store = waited;
     } else if (args.state !== undefined) {
@@ -422,7 +451,7 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
     connection?.close();
     log(`cannot take ${args.state}: ${codeOf(error) ?? ""} ${message(error)}`);
     await closeServer();
-    return stateExit(error);
+    return { code: stateExit(error), reason: `cannot take the state: ${message(error)}` };
   }
   if (store?.brokeStale !== undefined) {
     log(
@@ -453,7 +482,9 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
           : `cannot restore ${args.state}: ${code}: ${message(error)}; it is left as it is`,
       );
       await closeServer();
-      return code === undefined ? ExitCode.CHECKPOINT_FAILED : stateExit(error);
+      return code === undefined
+        ? { code: ExitCode.CHECKPOINT_FAILED, reason: `cannot write the state: ${message(error)}` }
+        : { code: stateExit(error), reason: `cannot restore the state: ${code}` };
     }
   }
   const restoring = restored?.checkpoint !== undefined;
@@ -479,7 +510,7 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
     log(`cannot connect to ${target}: ${message(error)}`);
     await store?.unlock().catch(() => {});
     await closeServer();
-    return ExitCode.CONNECTION_FAILED;
+    return { code: ExitCode.CONNECTION_FAILED, reason: `cannot connect: ${message(error)}` };
   }
   const link = connection;
 
@@ -585,7 +616,7 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
     await store?.unlock().catch(() => {});
     await closeServer();
     log(`cannot restore ${args.state}: ${codeOf(error) ?? ""} ${message(error)}`);
-    return ExitCode.BAD_STATE;
+    return { code: ExitCode.BAD_STATE, reason: `cannot restore the state: ${codeOf(error)}` };
   }
   if (store !== undefined) {
     const copies = () => ({ hostCopies: session.hostCopies(), guestCopies: session.guestCopies() });
@@ -705,8 +736,9 @@ async function relay(platform: RelayPlatform, signals: Signals): Promise<number>
   // The last state written while running stays: the next relay restores it, reconnected.
   await writer?.stop().catch(() => {});
   await store?.unlock().catch(() => {});
-  broadcast({ event: "exit", code, reason });
+  // Standard output gets it from runRelay, last; the clients now.
+  const exit = JSON.stringify({ event: "exit", code, reason });
+  for (const client of clients) client.push(exit);
   await closeServer();
-  await bounded(out.flush(), 5000, "flushing standard output").catch(() => {});
-  return code;
+  return { code, reason };
 }

@@ -411,6 +411,22 @@ test("vdagent-relay refuses bad arguments, an unreachable port and a bad state f
     const usage = start(["--resume", "sideways"]);
     assert.equal(await usage.exited, 2);
     assert.match(usage.stderr, /--resume must be continued or reconnected/);
+    // Whatever ends the relay, its last event says how.
+    assert.deepEqual(usage.events.at(-1), {
+      event: "exit",
+      code: 2,
+      reason: 'bad command line: --resume must be continued or reconnected, got "sideways"',
+    });
+    const help = new RelayProcess(["--help"]);
+    try {
+      assert.equal(await help.exited, 0);
+      await help.close();
+      assert.match(help.junk[0]!, /^usage: vdagent-relay --connect/, "the help on standard output");
+      assert.deepEqual(help.events, []);
+      assert.equal(help.stderr, "");
+    } finally {
+      await help.close();
+    }
     const unknown = new RelayProcess(["--connect", "unix:/x", "--bogus"]);
     try {
       assert.equal(await unknown.exited, 2);
@@ -422,6 +438,9 @@ test("vdagent-relay refuses bad arguments, an unreachable port and a bad state f
     try {
       assert.equal(await missing.exited, 4);
       assert.match(missing.stderr, /cannot connect to unix:.*nothing\.sock/);
+      await missing.close();
+      assert.equal(missing.events.at(-1)?.event, "exit");
+      assert.equal(missing.events.at(-1)?.code, 4);
     } finally {
       await missing.close();
     }
