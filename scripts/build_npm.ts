@@ -397,7 +397,7 @@ async function checkTarball(tsc: string): Promise<void> {
       cwd: project,
       stdin: "null",
     }).output();
-    const usage = new TextDecoder().decode(help.stderr);
+    const usage = new TextDecoder().decode(help.stdout);
     if (help.code !== 0 || !usage.startsWith(`usage: ${RELAY_BIN} --connect`)) {
       throw new Error(`npx ${RELAY_BIN} --help exited with ${help.code}: ${usage}`);
     }
