@@ -6,10 +6,12 @@ import {
   createGuestPipeline,
   createHostPipeline,
   decodeCheckpoint,
+  encodeCheckpoint,
+  encodeMessage,
   GuestSession,
   StateCheckpoint,
 } from "../mod.ts";
-import { until } from "./_helpers.ts";
+import { framed, until } from "./_helpers.ts";
 import { connectGuest } from "./_link.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
@@ -147,4 +149,45 @@ test("StateCheckpoint lets a standby take over from the latest continuous checkp
   assert.equal(new TextDecoder().decode(await standby.relay.session.request(0, TEXT)), "guest");
   await standby.relay.close().catch(() => {});
   await standby.port.done.catch(() => {});
+});
+
+test("StateCheckpoint keeps emitting when a guest, while probed, asks for type NONE or a type no host can own", async () => {
+  const toGuest = new TransformStream<Uint8Array, Uint8Array>();
+  const toHost = new TransformStream<Uint8Array, Uint8Array>();
+  const checkpoints = new StateCheckpoint({ continuous: true });
+  const empty = { lastSerial: 3, guestRequests: [] };
+  const relay = createHostPipeline({ readable: toHost.readable, writable: toGuest.writable }, {
+    // A drained checkpoint restored on a new connection: the relay probes.
+    restore: encodeCheckpoint({
+      mode: "lossless",
+      hostCaps: [0x00020061],
+      guestCaps: [0x00038de7],
+      selections: [{ ...empty, hostOffer: [TEXT] }, empty, empty],
+      drained: true,
+    }),
+    checkpoints,
+    clipboard: { provide: () => text("host text") },
+  });
+  const layout = { selection: true, grabSerial: true };
+  const send = (payload: Parameters<typeof encodeMessage>[0]) => {
+    const m = encodeMessage(payload, layout);
+    return writer.write(framed(1, m.type, m.data));
+  };
+  const writer = toHost.writable.getWriter();
+  const drained = toGuest.readable.pipeTo(new WritableStream());
+  await send({ kind: "clipboard_request", selection: 0, type: ClipboardType.NONE });
+  await send({ kind: "clipboard_request", selection: 0, type: 40 });
+  await send({ kind: "clipboard_request", selection: 0, type: TEXT });
+  const reader = checkpoints.readable.getReader();
+  let latest = decodeCheckpoint((await reader.read()).value!);
+  while (latest.selections[0].guestRequests.length === 0) {
+    latest = decodeCheckpoint((await reader.read()).value!);
+  }
+  // The paste of a type the host offers is carried on; the others get releases after the probe.
+  assert.deepEqual(latest.selections[0].guestRequests, [TEXT]);
+  reader.releaseLock();
+  assert.throws(() => relay.session.grab(0, [32]), RangeError);
+  await writer.close();
+  await relay.done;
+  await drained;
 });

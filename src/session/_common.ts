@@ -48,8 +48,8 @@ export function checkSelection(selection: number): number {
   return selection;
 }
 
-/** Checks a list of offered clipboard types. */
-export function checkTypes(types: readonly number[], max: number): void {
+/** Checks a list of offered clipboard types: `max` of them, each from 1 to `maxType`. */
+export function checkTypes(types: readonly number[], max: number, maxType = 0xffff_ffff): void {
   if (!Array.isArray(types) || types.length === 0 || types.length > max) {
     throw new RangeError(
       `Cannot grab: offer from 1 to ${max} types, got ${
@@ -58,9 +58,9 @@ export function checkTypes(types: readonly number[], max: number): void {
     );
   }
   for (const type of types) {
-    if (!Number.isInteger(type) || type < 1 || type > 0xffff_ffff) {
+    if (!Number.isInteger(type) || type < 1 || type > maxType) {
       throw new RangeError(
-        `Cannot grab: types must be u32 clipboard types other than NONE, got ${type}`,
+        `Cannot grab: types must be clipboard types from 1 to ${maxType}, got ${type}`,
       );
     }
   }

@@ -135,6 +135,8 @@ const ANNOUNCEMENTS = 4;
  * no state change. Its answer says the guest reads what this session writes.
  */
 const PROBE_SELECTION = 2;
+/** The largest type the host may offer: checkpoints carry the host's types as a 32-bit mask. */
+const MAX_OWNED_TYPE = 31;
 
 /**
  * The host endpoint of the vdagent protocol, the role QEMU's `qemu-vdagent`
@@ -364,11 +366,13 @@ export class HostSession
    * capabilities the grab is kept and sent when they arrive.
    *
    * @param selection `Selection` value.
-   * @param types Offered `ClipboardType` values, at least one.
+   * @param types Offered `ClipboardType` values, at least one, each from 1 to 31
+   * (a checkpoint carries them as a mask; the protocol defines 1 to 8).
+   * @throws {RangeError} For a bad selection or list of types.
    */
   grab(selection: number, types: readonly number[]): void {
     checkSelection(selection);
-    checkTypes(types, this.#limits.maxGrabTypes);
+    checkTypes(types, this.#limits.maxGrabTypes, MAX_OWNED_TYPE);
     this.#checkClipboard(selection, "grab");
     this.#owned[selection] = [...types];
     this.#ownedSent[selection] = false;
@@ -947,7 +951,12 @@ export class HostSession
         lastSerial: this.#lastSerial[s]!,
         ...(owned === undefined ? {} : { hostOffer: [...owned] }),
         ...(owned !== undefined && !this.#ownedSent[s] ? { hostOfferSent: false } : {}),
-        guestRequests: [...this.#guestRequests[s]!.map((r) => r.type), ...this.#deferred[s]!],
+        // A paste asked while probing may name any type; one the host can never own gets a
+        // release once the probe is answered, and is not carried on.
+        guestRequests: [
+          ...this.#guestRequests[s]!.map((r) => r.type),
+          ...this.#deferred[s]!.filter((type) => type >= 1 && type <= MAX_OWNED_TYPE),
+        ],
         ...(offer === undefined ? {} : { guestOffer: offer }),
         hostRequests: this.#requests.types(s),
       };
