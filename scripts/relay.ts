@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { parseProcess } from "./relay/launcher.ts";
 import { type Connection, type RelayPlatform, runRelay } from "./relay/run.ts";
 import { serveFront } from "./relay/http_front.ts";
 
@@ -117,6 +118,16 @@ const platform: RelayPlatform = {
     pid: Deno.pid,
   },
   env: (name) => Deno.env.get(name),
+  processInfo(pid) {
+    try {
+      return parseProcess(
+        Deno.readTextFileSync(`/proc/${pid}/stat`),
+        Deno.readTextFileSync(`/proc/${pid}/cmdline`),
+      );
+    } catch {
+      return undefined;
+    }
+  },
   readAsset: (name) => Deno.readFile(new URL(`./relay/page/${name}`, import.meta.url)),
   serve(listen, handlers) {
     // Throws at once when it cannot listen; runRelay reports it.

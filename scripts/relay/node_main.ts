@@ -10,6 +10,7 @@ import process from "node:process";
 import { Duplex, Readable, Writable } from "node:stream";
 import type { Transport } from "../../mod.ts";
 import { serveNode } from "./node_websocket.ts";
+import { parseProcess } from "./launcher.ts";
 import { type Connection, type RelayPlatform, runRelay } from "./run.ts";
 
 const fileError = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -115,6 +116,16 @@ const platform: RelayPlatform = {
     pid: process.pid,
   },
   env: (name) => process.env[name],
+  processInfo(pid) {
+    try {
+      return parseProcess(
+        readFileSync(`/proc/${pid}/stat`, "utf8"),
+        readFileSync(`/proc/${pid}/cmdline`, "utf8"),
+      );
+    } catch {
+      return undefined;
+    }
+  },
   readAsset: async (name) =>
     new Uint8Array(await readFile(new URL(`./page/${name}`, import.meta.url))),
   serve: serveNode,

@@ -11,6 +11,7 @@ import {
 } from "./args.ts";
 import { CommandError, type CommandId } from "./protocol.ts";
 import { Broadcaster, EventQueue, readWhenRoom } from "./event_queue.ts";
+import { type ProcessInfo, watchLaunchers } from "./launcher.ts";
 import { listen, listenToken } from "./listen.ts";
 import { errorEvent, RelayCore, type RelayEvent } from "./relay_core.ts";
 import {
@@ -49,6 +50,8 @@ export interface RelayPlatform {
   stdout: WritableStream<Uint8Array>;
   /** Writes one line to standard error. */
   log(line: string): void;
+  /** A process of this machine (its parent and arguments), or `undefined`: see launcher.ts. */
+  processInfo(pid: number): ProcessInfo | undefined;
   /** Calls `handler` on SIGTERM and SIGINT; returns the function that stops listening. */
   onSignal(handler: (signal: "SIGTERM" | "SIGINT") => void): () => void;
 }
@@ -347,6 +350,10 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
   const out = new EventWriter(platform.stdout, platform.log);
   const signals = new Signals();
   const stopListening = platform.onSignal((signal) => signals.receive(signal));
+  const stopWatching = watchLaunchers(platform.processInfo, platform.files.pid, (why) => {
+    platform.log(`vdagent-relay: ${why}; stopping as on SIGTERM`);
+    signals.receive("SIGTERM");
+  });
   let exit: Exit;
   try {
     if (usage !== undefined) {
@@ -357,6 +364,7 @@ export async function runRelay(platform: RelayPlatform): Promise<number> {
     }
   } finally {
     stopListening();
+    stopWatching();
   }
   out.write({ event: "exit", ...exit });
   await bounded(out.flush(), 5000, "flushing standard output").catch(() => {});

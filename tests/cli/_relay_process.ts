@@ -19,12 +19,23 @@ export class RelayProcess {
   readonly #waiters = new Set<() => void>();
   #stderr = "";
   #exit: number | undefined;
+  /** Whether standard output ended (after a launcher's exit, the relay under it may write on). */
+  #ended = false;
   readonly exited: Promise<number>;
 
-  constructor(args: string[], options: { name?: string; env?: Record<string, string> } = {}) {
+  /**
+   * `launcher` runs the relay through another command, such as `["npx", "--yes", "deno@…", "task",
+   * "relay"]`; by default it is `deno run -A scripts/relay.ts`.
+   */
+  constructor(
+    args: string[],
+    options: { name?: string; env?: Record<string, string>; launcher?: string[] } = {},
+  ) {
     this.name = options.name ?? "relay";
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", "scripts/relay.ts", ...args],
+    const [command, ...prefix] = options.launcher ??
+      [Deno.execPath(), "run", "-A", "--quiet", "scripts/relay.ts"];
+    this.#child = new Deno.Command(command!, {
+      args: [...prefix, ...args],
       cwd: root,
       stdin: "piped",
       stdout: "piped",
@@ -39,6 +50,9 @@ export class RelayProcess {
         } catch {
           this.junk.push(line);
         }
+      }).finally(() => {
+        this.#ended = true;
+        this.#wake();
       }),
       this.#lines(this.#child.stderr, (line) => void (this.#stderr += line + "\n")),
     ];
@@ -99,7 +113,7 @@ export class RelayProcess {
         wake = () => {
           const value = check();
           if (value !== undefined && value !== false) resolve(value);
-          else if (this.#exit !== undefined) {
+          else if (this.#exit !== undefined && this.#ended) {
             reject(new Error(`${this.name} exited with ${this.#exit} before ${what}`));
           }
         };
@@ -157,7 +171,17 @@ export class RelayProcess {
     await this.closeStdin();
     if (this.#exit === undefined) this.signal("SIGKILL");
     await this.exited;
-    await Promise.all(this.#readers);
+    // A process the relay's launcher started may hold its output open after the launcher exited.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(this.#readers),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${this.name}: its output is still open after it exited`)),
+          15_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 
   /** The transcript, for failure reports. */

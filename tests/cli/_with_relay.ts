@@ -8,6 +8,7 @@ export type StartRelay = (
   args?: string[],
   name?: string,
   env?: Record<string, string>,
+  launcher?: string[],
 ) => RelayProcess;
 
 /** Runs `fn` with a guest port and relays; on failure prints every relay's log and events. */
@@ -17,10 +18,11 @@ export async function withRelay(
   const port = await GuestPort.open();
   const relays: RelayProcess[] = [];
   try {
-    await fn(port, (args = [], name, env) => {
+    await fn(port, (args = [], name, env, launcher) => {
       const relay = new RelayProcess(["--connect", `unix:${port.path}`, ...args], {
         ...(name === undefined ? {} : { name }),
         ...(env === undefined ? {} : { env }),
+        ...(launcher === undefined ? {} : { launcher }),
       });
       relays.push(relay);
       return relay;

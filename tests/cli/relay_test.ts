@@ -331,6 +331,32 @@ test("vdagent-relay hands off on SIGTERM through --state, and a restart continue
   });
 });
 
+for (
+  const [how, launcher] of [
+    ["deno task relay", [Deno.execPath(), "task", "--quiet", "relay"]],
+    ["npx --yes deno@… task relay", ["npx", "--yes", `deno@${Deno.version.deno}`, "task", "relay"]],
+  ] as const
+) {
+  test(`vdagent-relay run as \`${how}\` hands off when that launcher gets SIGTERM`, async () => {
+    await withRelay(async (port, start) => {
+      const state = `${port.dir}/vm.state`;
+      const a = start(["--state", state], "relay A", undefined, [...launcher]);
+      await a.next("caps", undefined, 0, 60_000);
+      await a.send({ cmd: "copy", id: 1, text: "host text" });
+      await a.answer(1);
+      // The signal goes to the launcher alone, as `docker stop` or a service manager sends it:
+      // `deno task` passes it on, npx does not (the relay sees its launcher exit).
+      Deno.kill(a.pid, "SIGTERM");
+      await a.next("exit", undefined, 0, 10_000);
+      assert.deepEqual(a.events.at(-1), { event: "exit", code: 0, reason: "SIGTERM: handed off" });
+      assert.equal(JSON.parse(await Deno.readTextFile(state)).handedOff, true);
+      const b = start(["--state", state], "relay B");
+      await b.next("started");
+      assert.equal(decode(await port.guest.session.request(0, TEXT)), "host text");
+    });
+  });
+}
+
 test("vdagent-relay restarted in the middle of a 32 MiB guest copy, over a port that stays open, skips the rest of it and fetches the copy again", async () => {
   await withRelay(async (port, start) => {
     const state = `${port.dir}/vm.state`;
