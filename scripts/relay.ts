@@ -62,7 +62,7 @@ const platform: RelayPlatform = {
       const opened = await file.stat();
       // The same file as the one looked at, not a link put there since.
       if (opened.ino !== info.ino || opened.dev !== info.dev || opened.size > maxBytes) {
-        throw fileError("NOT_A_FILE", `${path} changed while it was opened`);
+        throw fileError("CHANGED", `${path} was replaced while it was opened`);
       }
       const bytes = new Uint8Array(opened.size);
       for (let at = 0; at < bytes.length;) {

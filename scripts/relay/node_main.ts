@@ -61,7 +61,7 @@ const platform: RelayPlatform = {
       try {
         const opened = await file.stat();
         if (opened.ino !== info.ino || opened.dev !== info.dev || opened.size > maxBytes) {
-          throw fileError("NOT_A_FILE", `${path} changed while it was opened`);
+          throw fileError("CHANGED", `${path} was replaced while it was opened`);
         }
         return new Uint8Array(await file.readFile());
       } finally {

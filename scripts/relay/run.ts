@@ -487,7 +487,9 @@ async function relay(
       log(
         code === undefined || code === "FENCED"
           ? `cannot write ${args.state}: ${message(error)}`
-          : `cannot restore ${args.state}: ${code}: ${message(error)}; it is left as it is`,
+          : `cannot restore ${args.state}: ${code}: ${
+            // Node's own messages start with their code.
+            message(error).replace(`${code}: `, "")}; it is left as it is`,
       );
       await closeServer();
       return code === undefined

@@ -19,7 +19,7 @@ export interface StateFiles {
   /**
    * A file's bytes, or `undefined` if it does not exist. A symbolic link or anything but a
    * regular file is refused with code `NOT_A_FILE`, and a file over `maxBytes` with `TOO_LARGE`,
-   * before anything is read.
+   * before anything is read; one replaced between the look and the open, with `CHANGED`.
    */
   read(path: string, maxBytes: number): Promise<Uint8Array | undefined>;
   /**
@@ -55,6 +55,20 @@ const hex = (bytes: Uint8Array) =>
   Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 const randomHex = () => hex(crypto.getRandomValues(new Uint8Array(16)));
 const text = (value: string) => new TextEncoder().encode(value);
+
+/**
+ * `files.read`, again while the file is replaced as it is opened: the state's relay renames new
+ * versions over STATE and its companions while others (a standby, a second relay) read them.
+ */
+async function read(files: StateFiles, path: string, maxBytes: number) {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await files.read(path, maxBytes);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== "CHANGED" || attempt === 5) throw error;
+    }
+  }
+}
 
 function split(path: string): { dir: string; base: string } {
   const slash = path.lastIndexOf("/");
@@ -92,7 +106,7 @@ export class StateStore {
     files: StateFiles,
     path: string,
   ): Promise<(LockHolder & { stale: boolean }) | undefined> {
-    const bytes = await files.read(`${path}.lock`, LOCK_MAX);
+    const bytes = await read(files, `${path}.lock`, LOCK_MAX);
     if (bytes === undefined) return undefined;
     let holder: LockHolder;
     try {
@@ -168,7 +182,7 @@ export class StateStore {
 
   /** The generation of the last state written at `path` (0 if none), from its small companion. */
   static async writtenGeneration(files: StateFiles, path: string): Promise<number> {
-    const bytes = await files.read(`${path}.generation`, 64);
+    const bytes = await read(files, `${path}.generation`, 64);
     if (bytes === undefined) return 0;
     const value = Number(new TextDecoder().decode(bytes).trim());
     return Number.isSafeInteger(value) && value >= 0 ? value : 0;
@@ -188,7 +202,7 @@ export class StateStore {
   ): Promise<RelayState | undefined> {
     const written = await StateStore.writtenGeneration(this.#files, this.path);
     this.#generation = written;
-    const bytes = await this.#files.read(this.path, this.#maxBytes);
+    const bytes = await read(this.#files, this.path, this.#maxBytes);
     if (bytes === undefined) return undefined;
     const state = await decodeStateFile(bytes, this.#key, limits);
     if (state.generation < written) {

@@ -144,6 +144,39 @@ test("StateStore.write replaces the state through a new file of an unpredictable
   await assert.rejects(store.write(state), { code: "FENCED" });
 });
 
+test("StateStore reads a state, its generation and its lock again when they are replaced as it opens them, and gives up after five tries", async () => {
+  const writer = new MemoryFiles(100);
+  const store = await StateStore.lock(writer, PATH, { maxBytes: MAX });
+  await store.write(state);
+  // Another relay's view, in which each file is replaced (renamed over) as it is opened, `races`
+  // times in a row, as a standby polling while the active relay writes sees it.
+  const reader = new MemoryFiles(200, writer);
+  let races = 0;
+  const seen: string[] = [];
+  const read = reader.read.bind(reader);
+  reader.read = (path, maxBytes) => {
+    seen.push(path);
+    if (races-- > 0) {
+      return Promise.reject(Object.assign(new Error("replaced"), { code: "CHANGED" }));
+    }
+    return read(path, maxBytes);
+  };
+  races = 4;
+  assert.equal(await StateStore.writtenGeneration(reader, PATH), 1);
+  races = 4;
+  assert.equal((await StateStore.holder(reader, PATH))?.pid, 100);
+  assert.deepEqual(seen, [
+    ...Array(5).fill(`${PATH}.generation`),
+    ...Array(5).fill(`${PATH}.lock`),
+  ]);
+  races = 5;
+  await assert.rejects(StateStore.writtenGeneration(reader, PATH), { code: "CHANGED" });
+  await store.unlock();
+  const next = await StateStore.lock(reader, PATH, { maxBytes: MAX });
+  races = 3;
+  assert.equal((await next.read())?.handedOff, false);
+});
+
 test("StateStore.write refuses once another relay holds the lock, or the lock was removed", async () => {
   const a = new MemoryFiles(100);
   const store = await StateStore.lock(a, PATH, { maxBytes: MAX });
