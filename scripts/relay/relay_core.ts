@@ -129,6 +129,8 @@ export class RelayCore {
   /** Guest grabs per selection: a fetch that finishes after the next grab is not kept. */
   readonly #grabs = [0, 0, 0];
   readonly #progress = new Map<string, number>();
+  /** The last `caps` told (a restored session's, told at start): the same again is not. */
+  #caps: string | undefined;
   #stopping = false;
 
   constructor(transport: Transport, options: RelayCoreOptions) {
@@ -168,10 +170,17 @@ export class RelayCore {
           },
         }
         : false,
-      onGuestCaps: () => broadcast(this.#capsEvent()!),
+      onGuestCaps: () => {
+        const caps = this.#capsEvent()!;
+        if (JSON.stringify(caps) === this.#caps) return;
+        this.#caps = JSON.stringify(caps);
+        broadcast(caps);
+      },
       onDiagnostic: (diagnostic) => broadcast(diagnosticEvent(diagnostic)),
       onProgress: (progress) => this.#onProgress(progress),
     });
+    const caps = this.#capsEvent();
+    this.#caps = caps && JSON.stringify(caps);
     // What a restored session's previous relay had asked the guest for arrives here.
     for (const resumed of this.pipeline.session.resumedRequests) {
       resumed.result.then(

@@ -41,6 +41,9 @@ test("vdagent-relay negotiates and relays the clipboard both ways, and the mouse
       mimes: ["text/plain;charset=utf-8", "image/png"],
       serial: 0,
     });
+    // The guest told its caps twice (its own announcement, then its answer to the relay's): the
+    // same caps are told once.
+    assert.deepEqual(relay.events.map((e) => e.event), ["started", "caps", "offer"]);
     await relay.send({ cmd: "paste", id: 1 });
     assert.deepEqual(await relay.answer(1), {
       event: "data",
