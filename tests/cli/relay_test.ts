@@ -504,6 +504,14 @@ test("vdagent-relay --listen serves the page and the JSON protocol over WebSocke
       /default-src 'none'; script-src 'self'/,
     );
     assert.match(await page.text(), /<script type="module" src="\/app\.js"><\/script>/);
+    // HEAD answers as GET does, without the body; anything else is 405.
+    const head = await fetch(url, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(await head.text(), "");
+    const post = await fetch(url, { method: "POST", body: "x" });
+    assert.deepEqual([post.status, post.headers.get("allow")], [405, "GET, HEAD"]);
+    await post.body?.cancel();
     const paths: [string, number][] = [
       ["", 401],
       ["?token=wrong", 401],
