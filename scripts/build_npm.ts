@@ -342,8 +342,21 @@ decodeMessage(new Uint8Array(4));
 export { code, done, fromSocket, kind, requested };
 `;
 
-/** Consumers' compiler settings: a Node project, and a browser project without Node's types. */
-function consumerConfig(typeRoots: string, node: boolean): Record<string, unknown> {
+/**
+ * Consumers' compiler settings: a Node project, a Node project that loads the DOM library too
+ * (whose streams are not Node's), and a browser project without Node's types. The Node projects
+ * check the README's Node example as well.
+ */
+const CONSUMERS = {
+  node: { lib: ["ES2022"], node: true },
+  "node-dom": { lib: ["ES2022", "DOM", "DOM.Iterable", "DOM.AsyncIterable"], node: true },
+  browser: { lib: ["ES2022", "DOM", "DOM.Iterable", "DOM.AsyncIterable"], node: false },
+};
+
+function consumerConfig(
+  typeRoots: string,
+  consumer: { lib: string[]; node: boolean },
+): Record<string, unknown> {
   return {
     compilerOptions: {
       strict: true,
@@ -352,13 +365,13 @@ function consumerConfig(typeRoots: string, node: boolean): Record<string, unknow
       target: "ES2022",
       module: "NodeNext",
       moduleResolution: "NodeNext",
-      lib: node ? ["ES2022"] : ["ES2022", "DOM", "DOM.Iterable", "DOM.AsyncIterable"],
-      types: node ? ["node"] : [],
+      lib: consumer.lib,
+      types: consumer.node ? ["node"] : [],
       typeRoots: [typeRoots],
       skipLibCheck: false,
       noEmit: true,
     },
-    files: ["consumer.ts"],
+    files: consumer.node ? ["consumer.ts", "node_example.ts"] : ["consumer.ts"],
   };
 }
 
@@ -403,15 +416,20 @@ async function checkTarball(tsc: string): Promise<void> {
     }
     step(`npx ${RELAY_BIN} --help runs the installed bin`);
     await Deno.writeTextFile(`${project}/consumer.ts`, CONSUMER_TS);
+    // The README's Node example, as a TypeScript user would write it.
+    await Deno.copyFile(
+      new URL("scripts/examples/relay_node.mjs", root),
+      `${project}/node_example.ts`,
+    );
     const typeRoots = `${outPath}node_modules/@types`;
-    for (const node of [true, false]) {
-      const config = `tsconfig.${node ? "node" : "browser"}.json`;
+    for (const [name, consumer] of Object.entries(CONSUMERS)) {
+      const config = `tsconfig.${name}.json`;
       await Deno.writeTextFile(
         `${project}/${config}`,
-        JSON.stringify(consumerConfig(typeRoots, node), null, 2),
+        JSON.stringify(consumerConfig(typeRoots, consumer), null, 2),
       );
       await must("node", [tsc, "--noEmit", "-p", config], project);
-      step(`consumer.ts type-checks against the tarball (${config})`);
+      step(`the consumer code type-checks against the tarball (${config})`);
     }
   } finally {
     await Deno.remove(tmp, { recursive: true });

@@ -6,7 +6,7 @@ import { Duplex } from "node:stream";
 import { ClipboardType, createHostPipeline, Selection } from "vdagent-streams";
 
 const TEXT = ClipboardType.UTF8_TEXT;
-const socket = connect(process.argv[2]);
+const socket = connect(process.argv[2] ?? "/run/vm1/vdagent.sock");
 const relay = createHostPipeline(Duplex.toWeb(socket), {
   clipboard: {
     onGuestGrab(selection, types) { // the guest copied

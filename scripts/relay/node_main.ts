@@ -8,7 +8,6 @@ import { connect as netConnect } from "node:net";
 import { hostname } from "node:os";
 import process from "node:process";
 import { Duplex, Readable, Writable } from "node:stream";
-import type { Transport } from "../../mod.ts";
 import { serveNode } from "./node_websocket.ts";
 import { parseProcess } from "./launcher.ts";
 import { type Connection, type RelayPlatform, runRelay } from "./run.ts";
@@ -25,7 +24,7 @@ const platform: RelayPlatform = {
       socket.once("error", reject);
       socket.once("connect", () => {
         socket.off("error", reject);
-        const { readable, writable } = Duplex.toWeb(socket) as unknown as Transport;
+        const { readable, writable } = Duplex.toWeb(socket) as unknown as Connection;
         resolve({
           readable,
           writable,

@@ -1,6 +1,6 @@
 // The relay's life, from the command line to the exit code, against a small platform interface
 // that the Deno entry (scripts/relay.ts) and the Node entry (scripts/relay/node_main.ts) fill in.
-import { decodeCheckpoint, encodeCheckpoint, StateCheckpoint, type Transport } from "../../mod.ts";
+import { decodeCheckpoint, encodeCheckpoint, StateCheckpoint } from "../../mod.ts";
 import {
   type ConnectTarget,
   describeTarget,
@@ -25,7 +25,11 @@ import { type LockHolder, type StateFiles, StateStore } from "./state_store.ts";
 import type { ServeHandlers, WebServer } from "./web.ts";
 
 /** A connection to the guest's port. */
-export interface Connection extends Transport {
+export interface Connection {
+  /** Bytes from the guest. */
+  readable: ReadableStream<Uint8Array>;
+  /** Bytes to the guest. */
+  writable: WritableStream<Uint8Array>;
   /** Ends the writable side only: the peer can still send what it has. */
   closeWrite(): void | Promise<void>;
   /** Closes the connection for good. */

@@ -1,7 +1,5 @@
 // This module is browser compatible.
 
-import type { Transport } from "./transport.ts";
-
 /**
  * The part of a WebSocket that {@linkcode webSocketTransport} uses: the web
  * platform's `WebSocket` in browsers, Deno, Node 22 and workers, or an object
@@ -41,7 +39,7 @@ const OPEN = 1;
 const NORMAL_CLOSURE = 1000;
 
 /**
- * Turns a WebSocket into a byte {@linkcode Transport} for
+ * Turns a WebSocket into a byte transport (`Transport`) for
  * `createHostPipeline` and `createGuestPipeline`: each binary message is one
  * read, each write is one binary message.
  *
@@ -107,7 +105,7 @@ const NORMAL_CLOSURE = 1000;
 export function webSocketTransport(
   socket: WebSocketLike,
   options: WebSocketTransportOptions = {},
-): Transport {
+): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
   const highWaterMark = options.highWaterMark ?? 1024 * 1024;
   const pollInterval = options.pollInterval ?? 5;
   for (const [name, value] of [["highWaterMark", highWaterMark], ["pollInterval", pollInterval]]) {

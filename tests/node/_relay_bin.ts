@@ -29,8 +29,13 @@ export class RelayBin {
   readonly #waiters = new Set<() => void>();
   #code: number | null | undefined;
 
-  constructor(args: string[]) {
-    this.#child = spawn(process.execPath, [RELAY_BIN, ...args], { stdio: "pipe" });
+  /** `launcher`: another command line before `args` (e.g. `npx vdagent-relay`), run in `cwd`. */
+  constructor(args: string[], launcher?: { command: string[]; cwd: string }) {
+    const [command, ...prefix] = launcher?.command ?? [process.execPath, RELAY_BIN];
+    this.#child = spawn(command!, [...prefix, ...args], {
+      stdio: "pipe",
+      ...(launcher === undefined ? {} : { cwd: launcher.cwd }),
+    });
     let rest = "";
     this.#child.stdout.setEncoding("utf8").on("data", (text: string) => {
       const lines = (rest + text).split("\n");
@@ -77,6 +82,11 @@ export class RelayBin {
   /** The event answering the command with `id`. */
   answer(id: string | number): Promise<Event> {
     return waitFor(this.#waiters, () => this.events.find((e) => e.id === id), `answer to ${id}`);
+  }
+
+  /** The pid of the process started: the relay's, or its launcher's. */
+  get pid(): number {
+    return this.#child.pid!;
   }
 
   signal(signal: NodeJS.Signals): void {

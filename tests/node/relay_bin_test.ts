@@ -2,9 +2,10 @@
 // in-process guest agent on a unix socket. Node only: run by `deno task build:npm`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { ClipboardType, Selection } from "../../mod.ts";
-import { GuestPort, RelayBin } from "./_relay_bin.ts";
+import { GuestPort, RELAY_BIN, RelayBin } from "./_relay_bin.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
 const decode = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -87,6 +88,50 @@ test(
       port.closeHost();
       assert.equal(await b.exited, 3);
       assert.match(b.stderr, /the guest's side closed the connection on unix:/);
+    } finally {
+      await Promise.all(relays.map((r) => r.close()));
+      await port.close();
+    }
+  },
+);
+
+test(
+  "vdagent-relay run as `npx vdagent-relay` from a project that installed the package hands off when npx gets SIGTERM",
+  { timeout: 60_000 },
+  async () => {
+    const port = await GuestPort.open();
+    // The package as npm installs it: node_modules/vdagent-streams, and its bin linked in .bin.
+    const project = join(port.dir, "project");
+    const packageDir = dirname(dirname(dirname(RELAY_BIN)));
+    await mkdir(join(project, "node_modules", ".bin"), { recursive: true });
+    await writeFile(join(project, "package.json"), '{"name":"consumer","private":true}\n');
+    await symlink(packageDir, join(project, "node_modules", "vdagent-streams"));
+    await symlink(RELAY_BIN, join(project, "node_modules", ".bin", "vdagent-relay"));
+    const state = `${port.dir}/vm.state`;
+    const relays: RelayBin[] = [];
+    try {
+      const a = new RelayBin(["--connect", `unix:${port.path}`, "--state", state], {
+        command: ["npx", "--no-install", "vdagent-relay"],
+        cwd: project,
+      });
+      relays.push(a);
+      await a.next("caps");
+      a.send({ cmd: "copy", id: 1, text: "host text" });
+      await a.answer(1);
+      // To npx alone, as a service manager sends it; npx does not pass it on.
+      a.signal("SIGTERM");
+      const exit = await a.next("exit");
+      assert.deepEqual(exit, { event: "exit", code: 0, reason: "SIGTERM: handed off" });
+      assert.match(a.stderr, /the relay's launcher \(pid \d+, .*\) exited/);
+      assert.equal(JSON.parse(await readFile(state, "utf8")).handedOff, true);
+      await a.exited;
+      const b = new RelayBin(["--connect", `unix:${port.path}`, "--state", state]);
+      relays.push(b);
+      await b.next("started");
+      assert.equal(
+        decode(await port.guest.session.request(Selection.CLIPBOARD, TEXT)),
+        "host text",
+      );
     } finally {
       await Promise.all(relays.map((r) => r.close()));
       await port.close();
