@@ -801,6 +801,8 @@ export class Guest implements AsyncDisposable {
   #exited = false;
   #state: State;
   #migratedTo: Guest | undefined;
+  /** A paused destination's command port, attached by `cont()` once the guest runs. */
+  #attachOnCont: (() => Promise<void>) | undefined;
   #log: GuestLog | undefined;
   #ctl: CommandChannel | undefined;
   #stopDone: Promise<void> | undefined;
@@ -1311,6 +1313,14 @@ echo "$dev $pid"`,
   /** QMP `cont`: a guest started paused (`-S`) runs. */
   async cont(): Promise<void> {
     await this.qmp.execute("cont");
+    const attach = this.#attachOnCont;
+    this.#attachOnCont = undefined;
+    if (attach === undefined) return;
+    for (let t = 0; (await this.status()) !== "running"; t++) {
+      if (t > 400) throw new Error(`guest ${this.name}: not running after cont`);
+      await sleep(25);
+    }
+    await attach();
   }
 
   /** QMP `query-status`'s status, e.g. `"running"`, `"paused"`, `"inmigrate"`, `"postmigrate"`. */
@@ -1373,6 +1383,11 @@ echo "$dev $pid"`,
           await sleep(5);
         }
         info = await qmp.execute<Record<string, unknown>>("query-migrate");
+        // The source completes before the destination has loaded the last of the state.
+        while ((await to.status()) === "inmigrate") {
+          if (performance.now() > end) throw new Error(`migrate: ${to.name} still inmigrate`);
+          await sleep(5);
+        }
       } else {
         throw new Error(
           `migrate ${this.name} → ${to.name}: ${info.status}: ${info["error-desc"] ?? "?"}\n` +
@@ -1392,11 +1407,17 @@ echo "$dev $pid"`,
     await ctl.detach();
     ctl.name = to.name;
     ctl.describe = () => to.#context();
-    try {
-      await ctl.attach(`${to.dir}/ctl.sock`, 10_000, () => to.alive);
-    } finally {
-      ctl.release();
-    }
+    const attach = async () => {
+      try {
+        await ctl.attach(`${to.dir}/ctl.sock`, 10_000, () => to.alive);
+      } finally {
+        ctl.release();
+      }
+    };
+    // Nothing connects to a destination paused after its migration (-S) before it runs: see
+    // hand_off_test.ts. Its commands wait until cont().
+    if ((await to.status()) === "paused") to.#attachOnCont = attach;
+    else await attach();
     to.#ctl = ctl;
     this.#ctl = undefined;
     to.#state = "running";
