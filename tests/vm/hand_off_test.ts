@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { RelayProcess } from "../cli/_relay_process.ts";
 import { requirePrerequisites, run, SANITIZE } from "./_gate.ts";
 import { type Guest, Guests } from "./_vm.ts";
+import { userTicker } from "./_user_ticker.ts";
 import { EXPECTED_RESTART, restartScenario } from "../interop/_restart_scenario.ts";
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -155,24 +156,7 @@ function migrations(arrangement: Arrangement): void {
       let current = relay(relays, source, state, "R0");
       await current.next("caps", () => true, 0, 20_000);
       // The guest user copies a tick on CLIPBOARD and pastes PRIMARY, every period.
-      await source.run(`touch /tmp/ticking; rm -f /tmp/ticks.log /tmp/pastes.log
-cat > /tmp/ticker.sh <<'EOF'
-i=0
-while [ -e /tmp/ticking ]; do
-  i=$((i+1)); printf 'guest tick %d' $i > /tmp/tick.txt
-  xclip -selection clipboard -i /tmp/tick.txt </dev/null >/dev/null 2>&1
-  read up _ </proc/uptime; echo "$up $i" >> /tmp/ticks.log
-  sleep ${PERIOD / 1000}
-done
-EOF
-cat > /tmp/paster.sh <<'EOF'
-while [ -e /tmp/ticking ]; do
-  r=$(timeout 2 xclip -selection primary -o 2>/dev/null); rc=$?; read up _ </proc/uptime
-  echo "$up $rc $r" >> /tmp/pastes.log; sleep ${PERIOD / 1000}
-done
-EOF
-setsid sh /tmp/ticker.sh </dev/null >/dev/null 2>&1 &
-setsid sh /tmp/paster.sh </dev/null >/dev/null 2>&1 &`);
+      await source.run(userTicker(PERIOD));
 
       // The host fetches every tick it is offered, and copies a host tick every period.
       const fetched: { relay: string; serial: number; tick: number; ms: number }[] = [];

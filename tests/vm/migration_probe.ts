@@ -7,6 +7,7 @@
 //   P: destinations `-incoming … -S`, `cont` at once; R: destinations run at once.
 import { requirePrerequisites } from "./_gate.ts";
 import { type Guest, Guests } from "./_vm.ts";
+import { userTicker } from "./_user_ticker.ts";
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const [variant = "P", chainsArg = "1", perArg = "20"] = Deno.args;
@@ -18,24 +19,7 @@ const out = (o: unknown) => console.log(JSON.stringify(o));
 
 requirePrerequisites();
 
-const TICKER = `touch /tmp/ticking; rm -f /tmp/ticks.log /tmp/pastes.log
-cat > /tmp/ticker.sh <<'EOF'
-i=0
-while [ -e /tmp/ticking ]; do
-  i=$((i+1)); printf 'guest tick %d' $i > /tmp/tick.txt
-  xclip -selection clipboard -i /tmp/tick.txt </dev/null >/dev/null 2>&1
-  read up _ </proc/uptime; echo "$up $i" >> /tmp/ticks.log
-  sleep ${PERIOD / 1000}
-done
-EOF
-cat > /tmp/paster.sh <<'EOF'
-while [ -e /tmp/ticking ]; do
-  r=$(timeout 2 xclip -selection primary -o 2>/dev/null); rc=$?; read up _ </proc/uptime
-  echo "$up $rc $r" >> /tmp/pastes.log; sleep ${PERIOD / 1000}
-done
-EOF
-setsid sh /tmp/ticker.sh </dev/null >/dev/null 2>&1 &
-setsid sh /tmp/paster.sh </dev/null >/dev/null 2>&1 &`;
+const TICKER = userTicker(PERIOD);
 
 function badLines(g: Guest): string[] {
   const lines = g.consoleTail(400).split("\n");
