@@ -4,8 +4,45 @@
  * The SPICE vdagent protocol as composable Web Streams: the host side that
  * QEMU's `qemu-vdagent` chardev plays, and the guest agent's side.
  *
- * The wire layer turns the bytes of a `com.redhat.spice.0` virtio-serial port
- * into chunks ({@linkcode ChunkDeframer}), chunks into messages
+ * Most users want {@linkcode createHostPipeline}: give it the byte streams of
+ * a VM's `com.redhat.spice.0` port (a unix socket to QEMU's
+ * `-chardev socket`, a WebSocket through {@linkcode webSocketTransport}) and
+ * it negotiates with the guest agent, shares the clipboard and moves the
+ * mouse; `checkpoint()` and `restore` hand the live session to another relay.
+ * {@linkcode createGuestPipeline} plays the guest agent.
+ *
+ * @example The guest copies, the host pastes
+ * ```ts
+ * import {
+ *   ClipboardType,
+ *   createGuestPipeline,
+ *   createHostPipeline,
+ *   Selection,
+ * } from "@vdagent/streams";
+ * import assert from "node:assert/strict";
+ *
+ * // Two pairs of streams stand in for the VM's port.
+ * const toGuest = new TransformStream<Uint8Array, Uint8Array>();
+ * const toHost = new TransformStream<Uint8Array, Uint8Array>();
+ * const offered = Promise.withResolvers<void>();
+ * const relay = createHostPipeline(
+ *   { readable: toHost.readable, writable: toGuest.writable },
+ *   { clipboard: { onGuestGrab: () => offered.resolve() } },
+ * );
+ * const guest = createGuestPipeline(
+ *   { readable: toGuest.readable, writable: toHost.writable },
+ *   { clipboard: { provide: () => new TextEncoder().encode("copied in the guest") } },
+ * );
+ * guest.session.grab(Selection.CLIPBOARD, [ClipboardType.UTF8_TEXT]);
+ * await offered.promise;
+ * const data = await relay.session.request(Selection.CLIPBOARD, ClipboardType.UTF8_TEXT);
+ * assert.equal(new TextDecoder().decode(data), "copied in the guest");
+ * await relay.close();
+ * await guest.done;
+ * ```
+ *
+ * Below them, the wire layer turns the port's bytes into chunks
+ * ({@linkcode ChunkDeframer}), chunks into messages
  * ({@linkcode MessageAssembler}) and messages back into bytes
  * ({@linkcode MessageFramer}); {@linkcode decodeMessage} and
  * {@linkcode encodeMessage} turn payloads into typed objects and back.
