@@ -97,7 +97,7 @@ function packageJson(): Record<string, unknown> {
       "scripts/relay/*.js",
       "scripts/relay/page/*",
     ],
-    bin: { [RELAY_BIN]: `./${RELAY_MAIN}` },
+    bin: { [RELAY_BIN]: RELAY_MAIN },
     sideEffects: false,
     engines: { node: ">=20" },
     devDependencies: pinnedVersions(),
@@ -375,7 +375,28 @@ function consumerConfig(
   };
 }
 
+/**
+ * `npm publish --dry-run`: npm normalizes the manifest as it publishes, and drops what it finds
+ * invalid with only a warning (a `bin` path it did not like was dropped so). Any warning but the
+ * one for not being logged in fails the build.
+ */
+async function checkPublish(): Promise<void> {
+  const result = await new Deno.Command("npm", {
+    args: ["publish", "--dry-run"],
+    cwd: out,
+    stdin: "null",
+  }).output();
+  const output = new TextDecoder().decode(result.stderr) + new TextDecoder().decode(result.stdout);
+  const warnings = output.split("\n")
+    .filter((line) => /^npm warn/i.test(line) && !/requires you to be logged in/.test(line));
+  if (result.code !== 0 || warnings.length > 0) {
+    throw new Error(`npm publish --dry-run (exit ${result.code}):\n${warnings.join("\n")}`);
+  }
+  step("npm publish --dry-run: no warnings");
+}
+
 async function checkTarball(tsc: string): Promise<void> {
+  await checkPublish();
   const tmp = await Deno.makeTempDir({ prefix: "vdagent-streams-consumer-" });
   try {
     const packOut = new TextDecoder().decode(

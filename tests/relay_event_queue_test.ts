@@ -170,11 +170,11 @@ test("supersedingKey groups the guest's offers and releases by selection, caps, 
   );
   assert.equal(supersedingKey({ event: "caps", caps: [] }), "caps");
   assert.equal(
-    supersedingKey({ event: "progress", direction: "in", done: 1, total: 2 }),
-    "progress:in",
+    supersedingKey({ event: "progress", transfer: 3, direction: "in", done: 1, total: 2 }),
+    "progress:in:3",
   );
   assert.equal(
-    supersedingKey({ event: "progress", direction: "in", done: 2, total: 2 }),
+    supersedingKey({ event: "progress", transfer: 3, direction: "in", done: 2, total: 2 }),
     undefined,
   );
   for (const event of ["data", "served", "diagnostic", "ok", "error", "exit", "hello"]) {

@@ -255,7 +255,9 @@ export function supersedingKey(event: RelayEvent): string | undefined {
     case "caps":
       return "caps";
     case "progress":
-      return event.done !== event.total ? `progress:${event.direction}` : undefined;
+      return event.done !== event.total
+        ? `progress:${event.direction}:${event.transfer}`
+        : undefined;
   }
   return undefined;
 }

@@ -248,18 +248,28 @@ test("vdagent-relay reports the progress of a multi-megabyte paste both ways", a
     // Progress counts the message's payload: the data and 8 bytes of selection and type.
     assert.deepEqual(incoming.at(-1), {
       event: "progress",
+      transfer: 1,
       direction: "in",
       done: big.length + 8,
       total: big.length + 8,
     });
     const dones = incoming.map((e) => e.done as number);
     assert.deepEqual(dones, [...dones].sort((a, b) => a - b), "progress only grows");
+    assert.deepEqual(new Set(incoming.map((e) => e.transfer)), new Set([1]));
+    // The next transfer the same way has the next number.
+    await relay.send({ cmd: "paste", id: "again", mime: "image/png" });
+    assert.equal((await relay.answer("again", 30_000)).bytes, big.length);
+    const again = relay.events.filter((e) => e.event === "progress" && e.direction === "in")
+      .slice(incoming.length);
+    assert.ok(again.length >= 2);
+    assert.deepEqual(new Set(again.map((e) => e.transfer)), new Set([2]));
 
     await relay.send({ cmd: "copy", id: "up", mime: "image/png", base64: data.base64 as string });
     await relay.answer("up");
     await port.until(() => port.guest.session.hostOffer(0) !== undefined, "host grab");
     assert.deepEqual(await port.guest.session.request(0, PNG), big);
-    await relay.next("progress", (e) => e.direction === "out" && e.done === e.total);
+    const out = await relay.next("progress", (e) => e.direction === "out" && e.done === e.total);
+    assert.equal(out.transfer, 1, "the first transfer out");
   });
 });
 
