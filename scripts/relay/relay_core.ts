@@ -129,9 +129,8 @@ export class RelayCore {
   /** Guest grabs per selection: a fetch that finishes after the next grab is not kept. */
   readonly #grabs = [0, 0, 0];
   readonly #progress = new Map<string, number>();
-  /** Transfers begun each way (the `transfer` number of `progress` events), and whether one is. */
+  /** Transfers begun each way: the `transfer` number of `progress` events. */
   readonly #transfers = { in: 0, out: 0 };
-  readonly #transferring = { in: false, out: false };
   /** The last `caps` told (a restored session's, told at start): the same again is not. */
   #caps: string | undefined;
   #stopping = false;
@@ -411,9 +410,8 @@ export class RelayCore {
   /** One event per percent of a big message, and one at its end. */
   #onProgress(progress: TransferProgress): void {
     const key = progress.direction;
-    // One message at a time moves each way: a transfer begins where the last one ended.
-    if (!this.#transferring[key]) this.#transfers[key]++;
-    this.#transferring[key] = progress.done !== progress.total;
+    // One message at a time moves each way: a transfer begins where the last one ended (-1).
+    if ((this.#progress.get(key) ?? -1) === -1) this.#transfers[key]++;
     const percent = Math.floor((progress.done * 100) / progress.total);
     if (this.#progress.get(key) === percent && progress.done !== progress.total) return;
     this.#progress.set(key, progress.done === progress.total ? -1 : percent);
