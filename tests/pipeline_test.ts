@@ -161,6 +161,37 @@ test("createHostPipeline and createGuestPipeline paste 100 MiB both ways, with p
   assert.equal(guestProgress.filter((p) => p.direction === "in").at(-1)?.done, total);
 });
 
+test("createHostPipeline's progress tells the selection of each clipboard transfer, both ways", async () => {
+  const big = new Uint8Array(2 * 1024 * 1024).fill(7);
+  const progress: TransferProgress[] = [];
+  const { host, guest } = backToBack(
+    10,
+    {
+      onProgress: (p) => progress.push(p),
+      clipboard: { provide: () => big },
+    },
+    { clipboard: { provide: () => big } },
+    70_000,
+  );
+  guest.session.grab(Selection.PRIMARY, [TEXT]);
+  await until(() => host.session.guestOffer(Selection.PRIMARY) !== undefined, "the guest's grab");
+  assert.equal((await host.session.request(Selection.PRIMARY, TEXT)).length, big.length);
+  host.session.grab(Selection.CLIPBOARD, [TEXT]);
+  await until(() => guest.session.hostOffer(Selection.CLIPBOARD) !== undefined, "the host's grab");
+  assert.equal((await guest.session.request(Selection.CLIPBOARD, TEXT)).length, big.length);
+  await until(
+    () => progress.some((p) => p.direction === "out" && p.done === p.total),
+    "the host's last progress",
+  );
+  await host.close();
+  await guest.done;
+  const seen = (
+    direction: string,
+  ) => [...new Set(progress.filter((p) => p.direction === direction).map((p) => p.selection))];
+  assert.deepEqual(seen("in"), [Selection.PRIMARY]);
+  assert.deepEqual(seen("out"), [Selection.CLIPBOARD]);
+});
+
 /** A transport fed from a list of reads, whose written bytes are collected. */
 function scripted(reads: Uint8Array[]): Transport & { written: Uint8Array[] } {
   const written: Uint8Array[] = [];

@@ -128,7 +128,8 @@ export class RelayCore {
   readonly #kept: (ClipboardCopy | undefined)[] = [undefined, undefined, undefined];
   /** Guest grabs per selection: a fetch that finishes after the next grab is not kept. */
   readonly #grabs = [0, 0, 0];
-  readonly #progress = new Map<string, number>();
+  /** The last progress told each way. */
+  readonly #progress = new Map<string, TransferProgress>();
   /** Transfers begun each way: the `transfer` number of `progress` events. */
   readonly #transfers = { in: 0, out: 0 };
   /** The last `caps` told (a restored session's, told at start): the same again is not. */
@@ -214,6 +215,9 @@ export class RelayCore {
       const offer = this.#offerEvent(s);
       if (offer !== undefined) events.push(offer);
     }
+    this.#copies.forEach((copies, selection) => {
+      for (const [type, data] of copies) events.push(copiedEvent(selection, type, data));
+    });
     return events;
   }
 
@@ -302,12 +306,21 @@ export class RelayCore {
         this.#copies[command.selection] = new Map([[command.type, command.data]]);
         this.#kept[command.selection] = undefined; // the host's copy replaces the guest's
         await this.#options.onCopiesChange?.();
-        return ok();
+        ok();
+        return this.#options.broadcast(copiedEvent(command.selection, command.type, command.data));
       }
-      case "release":
+      case "release": {
+        const owned = session.hostOffer(command.selection) !== undefined;
         session.release(command.selection);
         await this.#clearCopies(command.selection);
-        return ok();
+        ok();
+        if (!owned) return;
+        return this.#options.broadcast({
+          event: "release",
+          selection: selectionName(command.selection),
+          by: "host",
+        });
+      }
       case "paste": {
         const offer = session.guestOffer(command.selection);
         const kept = this.#kept[command.selection];
@@ -374,9 +387,11 @@ export class RelayCore {
           }),
           copies: [0, 1, 2].flatMap((s) => {
             const types = session.hostOffer(s);
-            return types === undefined
-              ? []
-              : [{ selection: selectionName(s), mimes: types.map(mimeOfType) }];
+            return types === undefined ? [] : [{
+              selection: selectionName(s),
+              mimes: types.map(mimeOfType),
+              bytes: types.map((type) => this.#copies[s]!.get(type)?.length ?? 0),
+            }];
           }),
         });
       case "checkpoint":
@@ -410,19 +425,35 @@ export class RelayCore {
   /** One event per percent of a big message, and one at its end. */
   #onProgress(progress: TransferProgress): void {
     const key = progress.direction;
-    // One message at a time moves each way: a transfer begins where the last one ended (-1).
-    if ((this.#progress.get(key) ?? -1) === -1) this.#transfers[key]++;
-    const percent = Math.floor((progress.done * 100) / progress.total);
-    if (this.#progress.get(key) === percent && progress.done !== progress.total) return;
-    this.#progress.set(key, progress.done === progress.total ? -1 : percent);
+    const last = this.#progress.get(key);
+    // One message at a time moves each way: a transfer begins where the last one ended, or where
+    // the bytes go back (the last one was cut short).
+    if (last === undefined || last.done === last.total || progress.done <= last.done) {
+      this.#transfers[key]++;
+    } else if (
+      Math.floor((progress.done * 100) / progress.total) ===
+        Math.floor((last.done * 100) / last.total) && progress.done !== progress.total
+    ) return;
+    this.#progress.set(key, progress);
     this.#options.broadcast({
       event: "progress",
       transfer: this.#transfers[key],
       direction: progress.direction,
+      ...(progress.selection === undefined ? {} : { selection: selectionName(progress.selection) }),
       done: progress.done,
       total: progress.total,
     });
   }
+}
+
+/** The host copied: every client hears it, so that a page knows who owns the selection. */
+function copiedEvent(selection: number, type: number, data: Uint8Array): RelayEvent {
+  return {
+    event: "copied",
+    selection: selectionName(selection),
+    mime: mimeOfType(type),
+    bytes: data.length,
+  };
 }
 
 function diagnosticEvent(diagnostic: SessionDiagnostic): RelayEvent {

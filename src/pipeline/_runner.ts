@@ -28,8 +28,8 @@ interface OutEntry {
   bytes: Uint8Array;
   /** Bytes already written. */
   at: number;
-  /** Set for one large message: its port, type and payload size. */
-  progress?: { port: number; type: number; total: number };
+  /** Set for one large message: what its progress reports besides the bytes done. */
+  progress?: Omit<TransferProgress, "direction" | "done">;
 }
 
 /** What a runner needs besides the pipeline's options. */
@@ -48,6 +48,11 @@ export interface RunnerOptions extends PipelineOptions {
   resync?: boolean | undefined;
   /** How many bytes `resync` skipped, when it skipped any. */
   onResync?: ((skipped: number) => void) | undefined;
+  /**
+   * The selection a CLIPBOARD payload is for, from its first bytes: progress
+   * reports it when given.
+   */
+  selectionOf?: ((payload: Uint8Array) => number | undefined) | undefined;
 }
 
 /** How a hand-off that ends the transport proceeds; see {@linkcode PipelineRunner.handOff}. */
@@ -95,6 +100,7 @@ export class PipelineRunner {
   readonly #messages: MessageReader;
   readonly #chunkSize: number;
   readonly #onProgress: ((progress: TransferProgress) => void) | undefined;
+  readonly #selectionOf: ((payload: Uint8Array) => number | undefined) | undefined;
   readonly #onChange: (() => void) | undefined;
   readonly #out: OutEntry[] = [];
   readonly #pumps: Promise<void>;
@@ -147,6 +153,7 @@ export class PipelineRunner {
       );
     }
     this.#onProgress = options.onProgress;
+    this.#selectionOf = options.selectionOf;
     this.#onChange = options.onChange;
     this.#session = session;
     // A message over the bound of its type is skipped as it arrives, without
@@ -164,7 +171,9 @@ export class PipelineRunner {
       {
         maxMessageSize,
         copy: options.copy ?? false,
-        onProgress: options.onProgress,
+        onProgress: options.onProgress &&
+          ((progress, payload) =>
+            options.onProgress!({ ...progress, ...this.#selection(progress.type, payload) })),
         maxSizeFor: (type) => bounds[type] ?? Infinity,
         maxBuffered: checkLimit(
           "pipeline",
@@ -364,7 +373,16 @@ export class PipelineRunner {
       if (m.data.length <= PROGRESS_THRESHOLD) continue;
       const bytes = new Uint8Array(framedSize(m.data.length, size));
       writeFrames(bytes, new DataView(bytes.buffer), 0, size, m.port, m.type, m.opaque, m.data);
-      this.#queue({ bytes, at: 0, progress: { port: m.port, type: m.type, total: m.data.length } });
+      this.#queue({
+        bytes,
+        at: 0,
+        progress: {
+          port: m.port,
+          type: m.type,
+          total: m.data.length,
+          ...this.#selection(m.type, m.data),
+        },
+      });
     }
     this.#onChange?.();
   }
@@ -495,20 +513,21 @@ export class PipelineRunner {
     await this.#writer.close().catch(() => {});
   }
 
-  #progress(entry: OutEntry, info: { port: number; type: number; total: number }): void {
+  /** The selection of a CLIPBOARD message, for its progress, where it is known. */
+  #selection(type: number, payload: Uint8Array): { selection?: 0 | 1 | 2 } {
+    if (type !== MessageType.CLIPBOARD || this.#selectionOf === undefined) return {};
+    const selection = this.#selectionOf(payload);
+    return selection === 0 || selection === 1 || selection === 2 ? { selection } : {};
+  }
+
+  #progress(entry: OutEntry, info: NonNullable<OutEntry["progress"]>): void {
     // Payload bytes among the first `entry.at` wire bytes of the framed message.
     const per = WireFormat.CHUNK_HEADER_SIZE + this.#chunkSize;
     const whole = Math.floor(entry.at / per);
     const rest = entry.at - whole * per;
     const message = whole * this.#chunkSize + Math.max(0, rest - WireFormat.CHUNK_HEADER_SIZE);
     const done = Math.max(0, message - WireFormat.MESSAGE_HEADER_SIZE);
-    this.#onProgress?.({
-      direction: "out",
-      port: info.port,
-      type: info.type,
-      done,
-      total: info.total,
-    });
+    this.#onProgress?.({ direction: "out", ...info, done });
   }
 
   #throwIfFailed(): void {

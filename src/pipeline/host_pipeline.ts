@@ -230,6 +230,7 @@ export function createHostPipeline(
       : undefined,
     // A reconnected stream may begin with the rest of a message the old connection had begun.
     resync: restored !== undefined && !continued,
+    selectionOf: (payload) => session.layout.selection ? payload[0] : 0,
     onResync: (skipped) =>
       options.onDiagnostic?.({
         code: "RESYNC",

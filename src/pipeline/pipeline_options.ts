@@ -19,6 +19,9 @@ export interface PipelineOptions {
   chunkSize?: number;
   /** Copy messages that would otherwise be views into the transport's reads. Default `false`. */
   copy?: boolean;
-  /** Progress of each message over 1 MiB, in both directions. */
+  /**
+   * Progress of each message over 1 MiB, in both directions; a host pipeline
+   * tells the selection of each clipboard transfer.
+   */
   onProgress?: (progress: TransferProgress) => void;
 }

@@ -47,8 +47,11 @@ export interface MessageReaderOptions {
   maxMessageSize: number;
   /** Copy messages that would otherwise be views into the input. */
   copy: boolean;
-  /** Called as a message larger than `progressThreshold` arrives. */
-  onProgress?: ((progress: TransferProgress) => void) | undefined;
+  /**
+   * Called as a message larger than `progressThreshold` arrives, with the
+   * payload's bytes so far (from its start).
+   */
+  onProgress?: ((progress: TransferProgress, payload: Uint8Array) => void) | undefined;
   /** Payload size above which progress is reported. Default 1 MiB. */
   progressThreshold?: number;
   /**
@@ -117,7 +120,9 @@ export class MessageReader implements ChunkSink {
   readonly #handler: MessageHandler;
   readonly #maxMessageSize: number;
   readonly #copy: boolean;
-  readonly #onProgress: ((progress: TransferProgress) => void) | undefined;
+  readonly #onProgress:
+    | ((progress: TransferProgress, payload: Uint8Array) => void)
+    | undefined;
   readonly #progressThreshold: number;
   readonly #checkOnly: boolean;
   readonly #maxSizeFor: ((type: number) => number) | undefined;
@@ -256,7 +261,7 @@ export class MessageReader implements ChunkSink {
         type: state.type,
         done: state.bodyFill,
         total: state.size,
-      });
+      }, state.body?.subarray(0, state.bodyFill) ?? new Uint8Array(0));
     }
     if (state.bodyFill === state.size) {
       const body = state.body ?? new Uint8Array(0);

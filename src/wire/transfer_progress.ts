@@ -15,4 +15,9 @@ export interface TransferProgress {
   done: number;
   /** Payload bytes in all. */
   total: number;
+  /**
+   * The `Selection` a CLIPBOARD message is for, where a host pipeline reports
+   * it (read from the payload as it arrives or leaves); absent otherwise.
+   */
+  selection?: 0 | 1 | 2;
 }

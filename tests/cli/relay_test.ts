@@ -184,7 +184,25 @@ test("vdagent-relay answers malformed commands with an error event and keeps run
     assert.deepEqual(status.copies, [{
       selection: "clipboard",
       mimes: ["text/plain;charset=utf-8"],
+      bytes: [10],
     }]);
+    assert.deepEqual(relay.events.filter((e) => e.event === "copied").at(-1), {
+      event: "copied",
+      selection: "clipboard",
+      mime: "text/plain;charset=utf-8",
+      bytes: 10,
+    });
+    // A release of the host's copy is told to every client; one of nothing is not.
+    await relay.send({ cmd: "release", id: "r" });
+    await relay.answer("r");
+    assert.deepEqual(await relay.next("release"), {
+      event: "release",
+      selection: "clipboard",
+      by: "host",
+    });
+    await relay.send({ cmd: "release", id: "r2", selection: "primary" });
+    await relay.answer("r2");
+    assert.equal(relay.events.filter((e) => e.event === "release").length, 1);
     assert.deepEqual(relay.junk, []);
   });
 });
@@ -250,6 +268,7 @@ test("vdagent-relay reports the progress of a multi-megabyte paste both ways", a
       event: "progress",
       transfer: 1,
       direction: "in",
+      selection: "clipboard",
       done: big.length + 8,
       total: big.length + 8,
     });
@@ -270,6 +289,7 @@ test("vdagent-relay reports the progress of a multi-megabyte paste both ways", a
     assert.deepEqual(await port.guest.session.request(0, PNG), big);
     const out = await relay.next("progress", (e) => e.direction === "out" && e.done === e.total);
     assert.equal(out.transfer, 1, "the first transfer out");
+    assert.equal(out.selection, "clipboard");
   });
 });
 
@@ -551,15 +571,22 @@ test("vdagent-relay --listen serves the page and the JSON protocol over WebSocke
     assert.deepEqual(messages.map((m) => m.event), ["hello", "caps"]);
     socket.send(JSON.stringify({ cmd: "copy", id: "w", text: "over WebSocket" }));
     socket.send("not json");
-    await until(4);
+    await until(5);
     assert.deepEqual(messages[2], { event: "ok", id: "w", cmd: "copy" });
-    assert.equal(messages[3]!.code, "BAD_JSON");
+    // Every client hears that the host owns the clipboard now.
+    assert.deepEqual(messages[3], {
+      event: "copied",
+      selection: "clipboard",
+      mime: "text/plain;charset=utf-8",
+      bytes: 14,
+    });
+    assert.equal(messages[4]!.code, "BAD_JSON");
     await port.until(() => port.guest.session.hostOffer(0) !== undefined, "host grab");
     assert.equal(decode(await port.guest.session.request(0, TEXT)), "over WebSocket");
     // What the guest does reaches the socket and standard output alike.
     port.data.set(`2/${TEXT}`, encode("secondary"));
     port.guest.session.grab(2, [TEXT]);
-    await until(6); // served, offer
+    await until(7); // served, offer
     assert.ok(messages.some((m) => m.event === "offer" && m.selection === "secondary"));
     await relay.next("offer", (e) => e.selection === "secondary");
     assert.ok(!relay.events.some((e) => e.id === "w"), "answers go to who asked");
