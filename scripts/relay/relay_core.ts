@@ -126,6 +126,8 @@ export class RelayCore {
   readonly #copies: Map<number, Uint8Array>[] = [new Map(), new Map(), new Map()];
   /** The guest's last copy per selection, fetched as it was made (`keepGuestCopies`). */
   readonly #kept: (ClipboardCopy | undefined)[] = [undefined, undefined, undefined];
+  /** The requests to the guest in flight, by `selection/type`. */
+  readonly #requests = new Map<string, Promise<Uint8Array>>();
   /** Guest grabs per selection: a fetch that finishes after the next grab is not kept. */
   readonly #grabs = [0, 0, 0];
   /** The last progress told each way. */
@@ -266,7 +268,7 @@ export class RelayCore {
     const session = this.pipeline.session;
     const type = preferredType(session.guestOffer(selection)?.types);
     if (type === undefined) return;
-    session.request(selection, type).then(async (data) => {
+    this.#request(selection, type).then(async (data) => {
       if (this.#grabs[selection] !== grab) return;
       this.#kept[selection] = { selection, type, data };
       await this.#options.onCopiesChange?.();
@@ -280,6 +282,47 @@ export class RelayCore {
     }, () => {
       // Not kept: the guest let go of it, or it is too large; a paste asks the guest.
     });
+  }
+
+  /**
+   * Asks the guest for its copy of `selection` as `type`, sharing a request already in flight for
+   * the same: the Linux agent answers only one of two at a time (a second one, asked while it
+   * converts a large selection, is never answered). A `timeout` given for a shared request is
+   * kept too.
+   */
+  #request(
+    selection: number,
+    type: number,
+    options: { timeout?: number } = {},
+  ): Promise<Uint8Array> {
+    const key = `${selection}/${type}`;
+    const shared = this.#requests.get(key);
+    if (shared === undefined) {
+      const request = this.pipeline.session.request(selection, type, options);
+      const forget = () => void (this.#requests.get(key) === request && this.#requests.delete(key));
+      this.#requests.set(key, request);
+      request.then(forget, forget);
+      return request;
+    }
+    const timeout = options.timeout;
+    if (timeout === undefined || timeout === 0) return shared;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return Promise.race([
+      shared,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new ClipboardError(
+                "TIMEOUT",
+                `Cannot paste: no answer within ${timeout} ms`,
+                selection,
+              ),
+            ),
+          timeout,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 
   /** The data of the host's copies. */
@@ -346,7 +389,7 @@ export class RelayCore {
         const options = command.timeout === undefined ? {} : { timeout: command.timeout };
         let data: Uint8Array;
         try {
-          data = await session.request(command.selection, type, options);
+          data = await this.#request(command.selection, type, options);
         } catch (error) {
           const released = error instanceof ClipboardError &&
             (error.code === "RELEASED" || error.code === "NOT_OFFERED");

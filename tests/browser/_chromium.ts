@@ -16,12 +16,14 @@ const ARGS = [
   "--no-first-run",
 ];
 
-/** Launches headless Chromium with its profile in `profile` (a fresh temp dir). */
+/** Launches headless Chromium at 1280×800 with its profile in `profile` (a fresh temp dir). */
 export function launchChromium(profile: string): Promise<BrowserContext> {
   return chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: ARGS,
+    // The window a user on a small laptop has: the page must fit it.
+    viewport: { width: 1280, height: 800 },
     timeout: 60_000,
   });
 }

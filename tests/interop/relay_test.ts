@@ -5,7 +5,16 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { CHROMIUM, launchChromium } from "../browser/_chromium.ts";
-import { openPage, waitImage, waitText } from "../browser/_relay_page.ts";
+import {
+  eventTexts,
+  layout,
+  openPage,
+  overlap,
+  waitImage,
+  waitMatch,
+  waitText,
+  waitTransferDone,
+} from "../browser/_relay_page.ts";
 import { RelayProcess } from "../cli/_relay_process.ts";
 import { announceNotRun, requireBinaries, required, run, SANITIZE } from "./_gate.ts";
 import { type GuestStack, type GuestStackOptions, startGuestStack } from "./_guest_stack.ts";
@@ -260,58 +269,174 @@ scenario(
   },
 );
 
+/** A TCP port nobody listens on now, for relays that must share one address. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** `bytes` as the page writes a size: "1,234 bytes". */
+const size = (bytes: number) => `${bytes.toLocaleString("en")} bytes`;
+
 if (run && (chromiumFound || required)) {
   scenario(
-    "vdagent-relay's page in headless Chromium: typed text is pasted by xclip in the guest, and the guest's copies show in the page",
-    {},
-    async ({ stack, start }) => {
+    "vdagent-relay's page in headless Chromium against the real agent, at 1280×800: text and images both ways on CLIPBOARD and PRIMARY, per-transfer progress, the user's own clipboard, a large image that leaves the controls in view, and a relay hand-off (SIGTERM, a new relay on the same address) that the page reconnects through, after which copies work both ways",
+    { onHostDisconnect: "reopen-port" },
+    async ({ stack, dir, start }) => {
       if (!chromiumFound) {
         throw new Error(`No Chromium at ${CHROMIUM}: apt-get install -y chromium`);
       }
-      const relay = start(["--listen", "127.0.0.1:0"], "relay");
+      const tokenFile = `${dir}/token`;
+      await Deno.writeTextFile(tokenFile, "the-page-test-token-0123456789");
+      const args = [
+        "--state",
+        `${dir}/vm1.state`,
+        "--listen",
+        `127.0.0.1:${freePort()}`,
+        "--token-file",
+        tokenFile,
+      ];
+      let relay = start(args, "relay A");
       const url = (await relay.next("listening")).url as string;
       await relay.next("caps");
       const profile = await Deno.makeTempDir({ prefix: "vdagent-relay-chromium-" });
       const context = await launchChromium(profile);
+      let away = false;
+      // The screenshots: kept in VDAGENT_SCREENSHOTS when set, to look at.
+      const shots = Deno.env.get("VDAGENT_SCREENSHOTS") ?? dir;
       try {
-        const { page, errors } = await openPage(context, url);
-
-        // Typed in the page, pasted by xclip in the guest.
-        let mark = stack.logMark();
-        const typed = "typed in the page ✓ 日本";
-        await page.fill("#send-text-input", typed);
-        await page.click("#send-text");
-        await waitText(page, "status", "Sent", true);
-        await stack.waitForLog(/received clipboard grab, arg1: 0,/, {
-          since: mark,
-          src: "vdagent",
+        await context.grantPermissions(["clipboard-read", "clipboard-write"], {
+          origin: new URL(url).origin,
         });
-        await stack.waitForGuestOwner("clipboard", "agent");
-        const pasted = await stack.guestPaste();
-        assert.ok(pasted.ok, pasted.stderr);
-        assert.equal(pasted.text, typed);
+        const { page, errors } = await openPage(context, url, () => away);
+        const hostToGuest = async (
+          text: string,
+          selection: "clipboard" | "primary",
+        ): Promise<void> => {
+          const mark = stack.logMark();
+          await page.selectOption("#send-selection", selection);
+          await page.fill("#send-text-input", text);
+          await page.click("#send-text");
+          await waitText(page, "status", `Sent: the guest’s ${selection} holds it now.`);
+          await waitText(
+            page,
+            `${selection}-owner`,
+            `The host’s copy: text/plain;charset=utf-8, ${
+              size(new TextEncoder().encode(text).length)
+            }, sent from this page.`,
+          );
+          await stack.waitForLog(
+            new RegExp(`received clipboard grab, arg1: ${selection === "clipboard" ? 0 : 1},`),
+            { since: mark, src: "vdagent" },
+          );
+          await stack.waitForGuestOwner(selection, "agent");
+          const pasted = await stack.guestPaste({ selection });
+          assert.ok(pasted.ok, pasted.stderr);
+          assert.equal(pasted.text, text);
+        };
+        const guestToPage = async (
+          text: string,
+          selection: "clipboard" | "primary",
+        ): Promise<void> => {
+          await stack.guestCopy(text, { selection });
+          await waitText(page, `${selection}-text`, text);
+          await waitText(
+            page,
+            `${selection}-owner`,
+            `The guest’s copy: text/plain;charset=utf-8, ${
+              size(new TextEncoder().encode(text).length)
+            }.`,
+          );
+          assert.equal(await page.isHidden(`#${selection}-image`), true);
+        };
 
-        // Copied in the guest, shown in the page.
-        const copied = "copied in the guest\nfor the page ✓";
-        await stack.guestCopy(copied);
-        await waitText(page, "guest-text", copied);
-        assert.equal(await page.isHidden("#guest-image"), true);
+        // Text both ways, on both selections.
+        await hostToGuest("typed in the page ✓ 日本", "clipboard");
+        await hostToGuest("typed for the primary selection", "primary");
+        await guestToPage("copied in the guest\nfor the page ✓", "clipboard");
+        await guestToPage("selected in the guest", "primary");
 
-        // An image copied in the guest shows as an image.
-        const png = await makePng(64, 48, 11);
-        await stack.guestCopy(png, { target: "image/png" });
-        // Decoded by the browser: its size is the PNG's.
-        await waitImage(page, png.length, 64, 48);
+        // The guest's text onto the user's own clipboard, through the Clipboard API.
+        await page.click("#clipboard-copy");
+        await waitText(page, "status", "On your clipboard: text/plain;charset=utf-8", true);
+        assert.equal(
+          await page.evaluate(() =>
+            (globalThis as unknown as {
+              navigator: { clipboard: { readText(): Promise<string> } };
+            }).navigator.clipboard.readText()
+          ),
+          "copied in the guest\nfor the page ✓",
+        );
 
-        // A large image sent from the page: the progress bar follows the guest's paste.
+        // A large image copied in the guest: shown decoded, with one byte count, its transfer
+        // followed step by step, and the controls still in view at 1280×800.
+        const large = await makePng(1600, 1000, 11);
+        await stack.guestCopy(large, { target: "image/png" });
+        await waitImage(page, "clipboard", large.length, 1600, 1000);
+        const owner = await waitMatch(page, "clipboard-owner", /^The guest’s copy: image\/png/);
+        assert.equal(owner, `The guest’s copy: image/png, ${size(large.length)}.`);
+        const fetched = await waitTransferDone(page, "From the guest, the clipboard");
+        assert.ok(fetched.steps >= 2, `the fetch showed ${fetched.steps} steps`);
+        assert.doesNotMatch(fetched.text, /bytes/, "the bar says no second byte count");
+        await page.screenshot({ path: `${shots}/page-large-image.png` });
+        const box = await layout(page, [
+          "clipboard-image",
+          "clipboard-copy",
+          "primary",
+          "send-text-input",
+          "send-text",
+          "send-image-input",
+          "status",
+        ]);
+        assert.equal(box.width, 1280);
+        assert.equal(box.height, 800);
+        assert.ok(box.scrollWidth <= box.width, `the page is ${box.scrollWidth} px wide`);
+        for (const id of ["clipboard-copy", "primary", "send-text-input", "send-text", "status"]) {
+          assert.ok(
+            !overlap(box.boxes["clipboard-image"]!, box.boxes[id]!),
+            `the image covers ${id}`,
+          );
+        }
+        for (const id of ["clipboard-copy", "send-text", "send-image-input", "status"]) {
+          const b = box.boxes[id]!;
+          assert.ok(b.y >= 0 && b.y + b.height <= box.height, `${id} is out of view: ${b.y}`);
+        }
+
+        // The image onto the user's clipboard: as a PNG of the same picture.
+        await page.click("#clipboard-copy");
+        await waitText(page, "status", `On your clipboard: image/png, ${size(large.length)}.`);
+        const onClipboard = await page.evaluate(async () => {
+          const g = globalThis as unknown as {
+            navigator: {
+              clipboard: {
+                read(): Promise<{ types: string[]; getType(t: string): Promise<Blob> }[]>;
+              };
+            };
+            createImageBitmap(blob: Blob): Promise<{ width: number; height: number }>;
+          };
+          const [item] = await g.navigator.clipboard.read();
+          const bitmap = await g.createImageBitmap(await item!.getType("image/png"));
+          return { types: item!.types, width: bitmap.width, height: bitmap.height };
+        });
+        assert.deepEqual(onClipboard, { types: ["image/png"], width: 1600, height: 1000 });
+
+        // A large image sent from the page: up to the relay, then into the guest as it pastes.
         const big = await makePng(1024, 640, 12);
         assert.ok(big.length > 1024 * 1024, `${big.length} bytes`);
-        mark = stack.logMark();
+        let mark = stack.logMark();
+        await page.selectOption("#send-selection", "clipboard");
         await page.setInputFiles("#send-image-input", {
           name: "big.png",
           mimeType: "image/png",
           buffer: Buffer.from(big),
         });
+        await waitText(
+          page,
+          "clipboard-owner",
+          `The host’s copy: image/png, ${size(big.length)}, sent from this page.`,
+        );
         await stack.waitForLog(/received clipboard grab, arg1: 0,/, {
           since: mark,
           src: "vdagent",
@@ -320,9 +445,66 @@ if (run && (chromiumFound || required)) {
         const image = await stack.guestPaste({ target: "image/png" });
         assert.ok(image.ok, image.stderr);
         assert.deepEqual(image.data, big);
-        // Progress counts the message's payload: the data and 8 bytes of selection and type.
-        await waitText(page, "progress-label", `to the guest done (${big.length + 8} bytes)`);
+        await waitTransferDone(page, "To the relay, for the clipboard");
+        await waitTransferDone(page, "Into the guest, the clipboard");
+
+        // The hand-off: relay A goes on SIGTERM; the page says so, knows nothing for now, and
+        // reconnects to relay B on the same address, which tells it the session's state.
+        away = true;
+        relay.signal("SIGTERM");
+        assert.equal(await relay.exited, 0);
+        await waitMatch(page, "status", /^Disconnected from the relay/);
+        await waitText(
+          page,
+          "clipboard-owner",
+          "Not known while the page is not connected to the relay.",
+        );
+        mark = stack.logMark();
+        relay = start(args, "relay B");
+        await waitText(page, "status", "The guest agent is connected.");
+        away = false;
+        await waitText(
+          page,
+          "clipboard-owner",
+          `The host’s copy: image/png, ${size(big.length)}, sent from this page.`,
+        );
+        // The guest holds relay B's copy again, and pastes it.
+        await stack.waitForLog(/received clipboard grab, arg1: 0,/, {
+          since: mark,
+          src: "vdagent",
+        });
+        await stack.waitForGuestOwner("clipboard", "agent");
+        const again = await stack.guestPaste({ target: "image/png" });
+        assert.ok(again.ok, again.stderr);
+        assert.deepEqual(again.data, big);
+
+        // And the next copies work both ways.
+        await hostToGuest("after the hand-off, from the page", "clipboard");
+        await guestToPage("after the hand-off, from the guest", "clipboard");
+        await guestToPage("after the hand-off, selected", "primary");
+
+        // The event list reads as sentences, one per event, with the reconnection in it.
+        const events = await eventTexts(page);
+        assert.ok(
+          events.every((e) => /^\d\d:\d\d:\d\d [A-Z(]/.test(e) && !e.includes("{")),
+          events.join("\n"),
+        );
+        assert.equal(
+          events.filter((e) => /Connected to the relay, which relays unix:/.test(e)).length,
+          2,
+        );
+        assert.ok(events.some((e) => e.includes("Disconnected from the relay")));
+        assert.ok(events.some((e) => e.includes("The guest copied on the primary selection: ")));
+        assert.ok(
+          events.some((e) =>
+            e.includes("The guest pasted the host’s copy of the clipboard: image/png")
+          ),
+        );
         assert.deepEqual(errors, []);
+        await page.screenshot({ path: `${shots}/page-after-hand-off.png` });
+        for (const shot of ["page-large-image.png", "page-after-hand-off.png"]) {
+          assert.ok((await Deno.stat(`${shots}/${shot}`)).size > 0, shot);
+        }
       } finally {
         await context.close();
         await Deno.remove(profile, { recursive: true });
