@@ -11,7 +11,8 @@ export type GuestEvent =
   | { kind: "host-grab"; selection: number; types: readonly number[] }
   | { kind: "host-release"; selection: number }
   | { kind: "mouse"; x: number; y: number; buttons: number; display: number }
-  | { kind: "diagnostic"; code: string; message: string };
+  | { kind: "diagnostic"; code: string; message: string }
+  | { kind: "provided"; selection: number; type: number };
 
 export class GuestPort {
   readonly dir: string;
@@ -51,7 +52,10 @@ export class GuestPort {
       clipboard: {
         onHostGrab: (selection, types) => record({ kind: "host-grab", selection, types }),
         onHostRelease: (selection) => record({ kind: "host-release", selection }),
-        provide: (selection, type) => this.data.get(`${selection}/${type}`),
+        provide: (selection, type) => {
+          record({ kind: "provided", selection, type });
+          return this.data.get(`${selection}/${type}`);
+        },
       },
       ...options,
     });

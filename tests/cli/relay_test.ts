@@ -293,6 +293,25 @@ test("vdagent-relay reports the progress of a multi-megabyte paste both ways", a
   });
 });
 
+test("vdagent-relay shares a paste with its request in flight for the same selection and type: the guest is asked once", async () => {
+  await withRelay(async (port, start) => {
+    // With --state, the relay fetches each guest copy as it is made; a paste meanwhile waits for
+    // that fetch instead of asking again (the Linux agent would not answer a second one).
+    const relay = start(["--state", `${port.dir}/vm.state`]);
+    await relay.next("caps");
+    const big = randBytes(prng(4), 2 * 1024 * 1024);
+    port.data.set(`0/${PNG}`, big);
+    port.guest.session.grab(0, [PNG]);
+    await relay.next("offer");
+    await relay.send({ cmd: "paste", id: "p", mime: "image/png" });
+    const data = await relay.answer("p", 30_000);
+    assert.equal(data.bytes, big.length);
+    await relay.next("kept");
+    const asked = port.events.filter((e) => e.kind === "provided");
+    assert.deepEqual(asked, [{ kind: "provided", selection: 0, type: PNG }]);
+  });
+});
+
 test("vdagent-relay hands off on SIGTERM through --state, and a restart continues the session", async () => {
   await withRelay(async (port, start) => {
     const state = `${port.dir}/vm.state`;
