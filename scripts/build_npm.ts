@@ -381,8 +381,9 @@ function consumerConfig(
  * one for not being logged in fails the build.
  */
 async function checkPublish(): Promise<void> {
-  const result = await new Deno.Command("npm", {
-    args: ["publish", "--dry-run"],
+  const [npm, ...args] = README.publish.split(" ");
+  const result = await new Deno.Command(npm!, {
+    args,
     cwd: out,
     stdin: "null",
   }).output();
@@ -425,17 +426,17 @@ async function checkTarball(tsc: string): Promise<void> {
     ], project);
     await Deno.writeTextFile(`${project}/consumer.mjs`, CONSUMER_ESM);
     await must("node", ["consumer.mjs"], project);
-    // The bin, as `npx vdagent-relay` runs it from the installed package.
-    const help = await new Deno.Command("npx", {
-      args: ["--no-install", RELAY_BIN, "--help"],
-      cwd: project,
-      stdin: "null",
-    }).output();
+    // The bin, as the README runs it from the installed package.
+    const [npx, ...helpArgs] = README.help.split(" ");
+    const help = await new Deno.Command(npx!, { args: helpArgs, cwd: project, stdin: "null" })
+      .output();
     const usage = new TextDecoder().decode(help.stdout);
     if (help.code !== 0 || !usage.startsWith(`usage: ${RELAY_BIN} --connect`)) {
-      throw new Error(`npx ${RELAY_BIN} --help exited with ${help.code}: ${usage}`);
+      throw new Error(`${README.help} exited with ${help.code}: ${usage}`);
     }
-    step(`npx ${RELAY_BIN} --help runs the installed bin`);
+    step(`${README.help} runs the installed bin`);
+    await checkNpxPackage(project, tmp);
+    await checkInstallFromClone(tmp);
     await Deno.writeTextFile(`${project}/consumer.ts`, CONSUMER_TS);
     // The README's Node example, as a TypeScript user would write it.
     await Deno.copyFile(
@@ -455,6 +456,75 @@ async function checkTarball(tsc: string): Promise<void> {
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
+}
+
+/** The README's npm commands, run here as written (SOCKET: a socket made here). */
+const README = {
+  publish: "npm publish --dry-run",
+  help: "npx vdagent-relay --help",
+  npxPackage: "npx -p vdagent-streams vdagent-relay --connect unix:SOCKET",
+  installFromClone: "npm install ./npm",
+};
+
+/**
+ * `npx -p vdagent-streams vdagent-relay --connect unix:SOCKET` in a project that installed the
+ * package: the relay connects and announces its capabilities; when the guest's side closes, it
+ * exits 3 with its `exit` event.
+ */
+async function checkNpxPackage(project: string, tmp: string): Promise<void> {
+  const path = `${tmp}/agent.sock`;
+  const listener = Deno.listen({ transport: "unix", path });
+  const [npx, ...args] = README.npxPackage.replace("SOCKET", path).split(" ");
+  const child = new Deno.Command(npx!, {
+    args,
+    cwd: project,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output();
+  try {
+    const conn = await listener.accept();
+    // A VDI chunk header (port, size), then the message's (protocol, type, ...).
+    const head = new Uint8Array(16);
+    let got = 0;
+    while (got < head.length) {
+      const n = await conn.read(head.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    const view = new DataView(head.buffer);
+    if (got < 16 || view.getUint32(0, true) !== 1 || view.getUint32(12, true) !== 6) {
+      throw new Error(`${README.npxPackage}: no ANNOUNCE_CAPABILITIES on the port`);
+    }
+    conn.close();
+  } finally {
+    listener.close();
+  }
+  const { code, stdout, stderr } = await output;
+  const last = new TextDecoder().decode(stdout).trim().split("\n").at(-1) ?? "";
+  if (code !== 3 || JSON.parse(last).event !== "exit") {
+    throw new Error(
+      `${README.npxPackage} exited with ${code}: ${last}\n${new TextDecoder().decode(stderr)}`,
+    );
+  }
+  step(`${README.npxPackage} runs the installed package's bin`);
+}
+
+/** `npm install ./npm` from a clone (here, a project holding the build as npm/) imports by name. */
+async function checkInstallFromClone(tmp: string): Promise<void> {
+  const clone = `${tmp}/clone`;
+  await Deno.mkdir(clone);
+  await Deno.writeTextFile(
+    `${clone}/package.json`,
+    JSON.stringify({ name: "clone-user", private: true, type: "module" }, null, 2),
+  );
+  await Deno.symlink(outPath.replace(/\/$/, ""), `${clone}/npm`);
+  const [npm, ...args] = README.installFromClone.split(" ");
+  await must(npm!, args, clone);
+  await Deno.writeTextFile(`${clone}/consumer.mjs`, CONSUMER_ESM);
+  await must("node", ["consumer.mjs"], clone);
+  step(`${README.installFromClone}, then an import by name, works`);
 }
 
 async function main(): Promise<number> {

@@ -95,18 +95,51 @@ test(
   },
 );
 
+/** A project that installed the package, as npm does: node_modules/vdagent-streams and its bin. */
+async function consumer(dir: string): Promise<string> {
+  const project = join(dir, "project");
+  const packageDir = dirname(dirname(dirname(RELAY_BIN)));
+  await mkdir(join(project, "node_modules", ".bin"), { recursive: true });
+  await writeFile(join(project, "package.json"), '{"name":"consumer","private":true}\n');
+  await symlink(packageDir, join(project, "node_modules", "vdagent-streams"));
+  await symlink(RELAY_BIN, join(project, "node_modules", ".bin", "vdagent-relay"));
+  return project;
+}
+
+/** The README's command, with the VM's socket made here. */
+const README = "npx vdagent-relay --connect unix:/run/vm1/vdagent.sock";
+
+test(
+  "vdagent-relay runs as the README writes it, `npx vdagent-relay --connect unix:…`, from a project that installed the package",
+  {
+    timeout: 60_000,
+  },
+  async () => {
+    const port = await GuestPort.open();
+    const project = await consumer(port.dir);
+    const [npx, bin, ...args] = README.replace("/run/vm1/vdagent.sock", port.path).split(" ");
+    const relay = new RelayBin(args, { command: [npx!, bin!], cwd: project });
+    try {
+      await relay.next("caps");
+      relay.send({ cmd: "copy", id: 1, text: "from npx" });
+      await relay.answer(1);
+      await port.hostGrabbed(1);
+      assert.equal(decode(await port.guest.session.request(Selection.CLIPBOARD, TEXT)), "from npx");
+      relay.signal("SIGTERM");
+      assert.match(String((await relay.next("exit")).reason), /^SIGTERM/);
+    } finally {
+      await relay.close();
+      await port.close();
+    }
+  },
+);
+
 test(
   "vdagent-relay run as `npx vdagent-relay` from a project that installed the package hands off when npx gets SIGTERM",
   { timeout: 60_000 },
   async () => {
     const port = await GuestPort.open();
-    // The package as npm installs it: node_modules/vdagent-streams, and its bin linked in .bin.
-    const project = join(port.dir, "project");
-    const packageDir = dirname(dirname(dirname(RELAY_BIN)));
-    await mkdir(join(project, "node_modules", ".bin"), { recursive: true });
-    await writeFile(join(project, "package.json"), '{"name":"consumer","private":true}\n');
-    await symlink(packageDir, join(project, "node_modules", "vdagent-streams"));
-    await symlink(RELAY_BIN, join(project, "node_modules", ".bin", "vdagent-relay"));
+    const project = await consumer(port.dir);
     const state = `${port.dir}/vm.state`;
     const relays: RelayBin[] = [];
     try {

@@ -14,7 +14,9 @@ import { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { ClipboardType, createGuestPipeline, Selection, type Transport } from "../../mod.ts";
 
-const example = fileURLToPath(new URL("../../scripts/examples/relay_node.mjs", import.meta.url));
+/** The README's command; run from the package's root, with the socket made here. */
+const README = "node scripts/examples/relay_node.mjs /run/vm1/vdagent.sock";
+const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
 
 test(
   "scripts/examples/relay_node.mjs relays the clipboard both ways over net.Socket and Duplex.toWeb",
@@ -27,7 +29,10 @@ test(
     const server = createServer();
     const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
     await new Promise<void>((resolve) => server.listen(path, resolve));
-    const relay = spawn(process.execPath, [example, path], {
+    const [node, ...args] = README.replace("/run/vm1/vdagent.sock", path).split(" ");
+    assert.equal(node, "node");
+    const relay = spawn(process.execPath, args, {
+      cwd: packageRoot,
       stdio: ["ignore", "pipe", "inherit"],
     });
     const exited = new Promise<number | null>((resolve) => relay.once("exit", resolve));
