@@ -522,7 +522,12 @@ async function checkInstallFromClone(tmp: string): Promise<void> {
   await Deno.symlink(outPath.replace(/\/$/, ""), `${clone}/npm`);
   const [npm, ...args] = README.installFromClone.split(" ");
   await must(npm!, args, clone);
-  await Deno.writeTextFile(`${clone}/consumer.mjs`, CONSUMER_ESM);
+  // npm links a directory it installs: the package resolves to the build itself.
+  const linked = CONSUMER_ESM.replace(
+    `node_modules/${NPM_NAME}/mod.js`,
+    `${outPath.split("/").filter(Boolean).at(-1)}/mod.js`,
+  );
+  await Deno.writeTextFile(`${clone}/consumer.mjs`, linked);
   await must("node", ["consumer.mjs"], clone);
   step(`${README.installFromClone}, then an import by name, works`);
 }

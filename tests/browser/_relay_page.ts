@@ -111,8 +111,12 @@ export function eventTexts(page: Page): Promise<string[]> {
   );
 }
 
-/** Connection noise while a relay is away: the page's probe and WebSocket find nobody. */
-const AWAY = /ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|net::ERR_FAILED/;
+/**
+ * Connection noise while a relay is away: the page's probe and WebSocket find nobody, or a relay
+ * that refuses the page's token.
+ */
+const AWAY =
+  /ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|net::ERR_FAILED|net::ERR_ABORTED|status of 401/;
 
 /**
  * Collects what went wrong in the page: errors, console errors, failed requests, and any request

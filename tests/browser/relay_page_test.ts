@@ -111,6 +111,16 @@ test(
         port.guest.session.grab(Selection.PRIMARY, [TEXT]);
         await waitText(page, "primary-text", "after the restart");
         assert.deepEqual(errors, []);
+
+        // A relay on the address with another token: the page says its token is refused.
+        away = true;
+        relay.signal("SIGTERM");
+        assert.equal(await relay.exited, 0);
+        await writeFile(tokenFile, "another-token-0123456789abcdef");
+        relay = new RelayBin(args);
+        await relay.next("listening");
+        await waitMatch(page, "status", /refused this page’s token/);
+        assert.deepEqual(errors, [], "nothing but the refusals went wrong");
       } finally {
         await context.close();
       }
