@@ -1,0 +1,18 @@
+// This module is browser compatible.
+
+/** What a {@linkcode GuestSession} tells the guest about the host's clipboard. */
+export interface GuestClipboardHandler {
+  /** The host now owns `selection` and offers `types`. */
+  onHostGrab?(selection: number, types: readonly number[]): void;
+  /** The host no longer owns `selection`. */
+  onHostRelease?(selection: number): void;
+  /**
+   * The host pastes what the guest grabbed: return the data of `type`, or
+   * `undefined` if there is none (the host then gets type NONE, as the Linux
+   * agent answers). May return a promise.
+   */
+  provide?(
+    selection: number,
+    type: number,
+  ): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+}
