@@ -5,7 +5,6 @@ import { decodePayload } from "../protocol/_decode_payload.ts";
 import { encodeMessage } from "../protocol/encode_message.ts";
 import { hasCapability } from "../protocol/has_capability.ts";
 import type { MessagePayload, PayloadOptions } from "../protocol/message_payload.ts";
-import { batchOf } from "../wire/_batch.ts";
 import { agentMessage } from "../wire/_message_reader.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import {
@@ -17,27 +16,16 @@ import {
   sessionLimits,
   startRequest,
 } from "./_common.ts";
+import type { EndpointOptions } from "./_endpoint_options.ts";
 import { Outbox } from "./_outbox.ts";
+import { type SessionStream, sessionStream } from "./_session_stream.ts";
 import { RequestTable } from "./_requests.ts";
 import { SelectionSlot } from "./_selection_slot.ts";
 import { nextSerial } from "./_serial.ts";
 import { ClipboardError } from "./clipboard_error.ts";
-import type { ClipboardOffer } from "./clipboard_offer.ts";
 import type { RequestOptions } from "./request_options.ts";
 import type { SessionDiagnostic } from "./session_diagnostic.ts";
 import type { SessionLimits } from "./session_limits.ts";
-
-/** What every endpoint's options have in common. */
-export interface EndpointOptions extends SessionLimits {
-  /** Share the clipboard: `false` switches it off. */
-  clipboard?: unknown;
-  /** Milliseconds a `request` waits for the peer's data; 0 waits forever. */
-  requestTimeout?: number;
-  /** Every message the session does not handle itself. */
-  onMessage?(payload: MessagePayload, message: AgentMessage): void;
-  /** Something the session ignored, adjusted or refused. */
-  onDiagnostic?(diagnostic: SessionDiagnostic): void;
-}
 
 /**
  * The role-neutral core of a vdagent endpoint, host or guest: the outbox,
@@ -81,7 +69,7 @@ export abstract class Endpoint {
   /** The limit the peer set with MAX_CLIPBOARD. */
   protected peerMax: number | undefined;
   closed = false;
-  #stream: TransformStream<AgentMessage | readonly AgentMessage[], AgentMessage[]> | undefined;
+  #stream: SessionStream | undefined;
   #attached = false;
 
   constructor(what: string, options: EndpointOptions, ownCaps: number[]) {
@@ -105,17 +93,7 @@ export abstract class Endpoint {
     return this.#transform().writable;
   }
 
-  /**
-   * This side copies: it now owns `selection` and offers `types`. The peer
-   * pastes through the handler's `provide`. Before the peer has announced its
-   * capabilities the grab is kept and sent when they arrive.
-   *
-   * @param selection `Selection` value.
-   * @param types Offered `ClipboardType` values, at least one (a host's each
-   * from 1 to 31: a checkpoint carries them as a mask; the protocol defines 1
-   * to 8).
-   * @throws {RangeError} For a bad selection or list of types.
-   */
+  /** This side copies: it owns `selection` and offers `types`; sent once the peer may have it. */
   grab(selection: number, types: readonly number[]): void {
     checkSelection(selection);
     checkTypes(types, this.limits.maxGrabTypes, this.maxOwnType);
@@ -125,12 +103,7 @@ export abstract class Endpoint {
     if (this.linkUp) this.sendGrab(selection);
   }
 
-  /**
-   * This side gives `selection` up: the peer is told, and its pending pastes
-   * of it fail fast. Does nothing if this side does not own it.
-   *
-   * @param selection `Selection` value.
-   */
+  /** This side gives `selection` up; the peer is told if it had the grab. */
   release(selection: number): void {
     checkSelection(selection);
     const slot = this.slots[selection]!;
@@ -139,17 +112,7 @@ export abstract class Endpoint {
     this.releaseOwn(selection);
   }
 
-  /**
-   * This side pastes: asks the peer for the data of `type` on `selection`.
-   * Rejects with a {@linkcode ClipboardError}: `NOT_OFFERED` if the peer
-   * does not offer it, `RELEASED`, `TIMEOUT`, `CLOSED`, `PEER_RESET`,
-   * `ABORTED`, `NO_DATA` or `TOO_LARGE`. It never stays pending.
-   *
-   * @param selection `Selection` value.
-   * @param type `ClipboardType` value.
-   * @param options Timeout and cancellation.
-   * @returns The peer's data.
-   */
+  /** This side pastes: asks the peer for `type` on `selection`; failures are rejections. */
   request(selection: number, type: number, options?: RequestOptions): Promise<Uint8Array> {
     try {
       checkSelection(selection);
@@ -297,20 +260,11 @@ export abstract class Endpoint {
   /** The peer announced its capabilities. */
   protected abstract onCaps(caps: readonly number[], request: boolean): void;
   /** The peer grabbed `selection`; `serial` with GRAB_SERIAL. */
-  protected abstract onPeerGrab(
-    selection: number,
-    types: readonly number[],
-    serial: number | undefined,
-  ): void;
+  protected abstract onPeerGrab(selection: number, types: readonly number[], serial?: number): void;
   /** The peer pastes what this side grabbed. */
   protected abstract onPeerRequest(selection: number, type: number): void;
   /** The peer's clipboard data, an answer to this side's request (or not). */
-  protected abstract onPeerData(
-    selection: number,
-    type: number,
-    data: Uint8Array,
-    payload: MessagePayload,
-  ): void;
+  protected abstract onPeerData(s: number, type: number, data: Uint8Array, p: MessagePayload): void;
   /** The peer released `selection`; this side's requests of it have failed already. */
   protected abstract onPeerRelease(selection: number): void;
   /** Tells the handler the peer offers `types` on `selection`. */
@@ -332,9 +286,9 @@ export abstract class Endpoint {
 
   /** The peer now offers `types` on `selection` (with `serial`, if any). */
   protected takePeerOffer(selection: number, types: readonly number[], serial?: number): void {
-    const offer: ClipboardOffer = serial === undefined ? { types } : { serial, types };
-    this.slots[selection]!.disown();
-    this.slots[selection]!.peerOffer = offer;
+    const slot = this.slots[selection]!;
+    slot.disown();
+    slot.peerOffer = serial === undefined ? { types } : { serial, types };
     this.tellGrab(selection, types);
   }
 
@@ -433,46 +387,8 @@ export abstract class Endpoint {
     this.#onDiagnostic?.(diagnostic);
   }
 
-  #transform(): TransformStream<AgentMessage | readonly AgentMessage[], AgentMessage[]> {
-    return this.#stream ??= new TransformStream<
-      AgentMessage | readonly AgentMessage[],
-      AgentMessage[]
-    >(
-      {
-        start: (controller) => {
-          // A pipeline that drives this session takes its output: the stream gets none.
-          if (this.#attached) return;
-          this.outbox.attach((batch) => {
-            try {
-              controller.enqueue(batch);
-            } catch {
-              // The readable side is gone; the session is closing.
-            }
-          });
-        },
-        transform: (input) =>
-          this.outbox.run(() => {
-            for (const m of batchOf(input)) {
-              this.receive(
-                m.port,
-                m.type,
-                m.opaque,
-                m.data,
-                0,
-                m.data.length,
-                m.skipped,
-                m,
-              );
-            }
-          }),
-        flush: () => this.close(),
-        cancel: (reason) => this.close(reason),
-      },
-      undefined,
-      // One batch of read-ahead. With the default of 0, the capabilities queued
-      // at creation keep the writable side waiting until a read is pending, and
-      // two sessions piped back to back wait on each other.
-      { highWaterMark: 1 },
-    );
+  /** The stream that wraps this core, built when first needed. */
+  #transform(): SessionStream {
+    return this.#stream ??= sessionStream(this, this.outbox, () => this.#attached);
   }
 }
