@@ -1,5 +1,6 @@
 // This module is browser compatible.
 
+import type { Selection } from "../protocol/selection.ts";
 import { encodeMessage } from "../protocol/encode_message.ts";
 import type { PayloadOptions } from "../protocol/message_payload.ts";
 import { MouseButton } from "../protocol/mouse_button.ts";
@@ -115,7 +116,7 @@ export function checkTimeout(timeout: number): number {
 
 /** A clipboard provider, as the handlers define it. */
 export type Provider = (
-  selection: number,
+  selection: Selection,
   type: number,
 ) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
 
@@ -126,7 +127,7 @@ export type Provider = (
  */
 export function callProvider(
   provide: Provider | undefined,
-  selection: number,
+  selection: Selection,
   type: number,
   outbox: Outbox,
   done: (data: Uint8Array | undefined, error?: unknown) => void,

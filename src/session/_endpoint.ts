@@ -1,5 +1,6 @@
 // This module is browser compatible.
 
+import type { Selection } from "../protocol/selection.ts";
 import { Capability } from "../protocol/capability.ts";
 import { decodePayload } from "../protocol/_decode_payload.ts";
 import { encodeMessage } from "../protocol/encode_message.ts";
@@ -268,9 +269,9 @@ export abstract class Endpoint {
   /** The peer released `selection`; this side's requests of it have failed already. */
   protected abstract onPeerRelease(selection: number): void;
   /** Tells the handler the peer offers `types` on `selection`. */
-  protected abstract tellGrab(selection: number, types: readonly number[]): void;
+  protected abstract tellGrab(selection: Selection, types: readonly number[]): void;
   /** Tells the handler the peer no longer owns `selection`. */
-  protected abstract tellRelease(selection: number): void;
+  protected abstract tellRelease(selection: Selection): void;
   /** Any other message: returns true if handled, so it goes to no `onMessage`. */
   protected abstract receiveOther(payload: MessagePayload): boolean;
 
@@ -289,7 +290,7 @@ export abstract class Endpoint {
     const slot = this.slots[selection]!;
     slot.disown();
     slot.peerOffer = serial === undefined ? { types } : { serial, types };
-    this.tellGrab(selection, types);
+    this.tellGrab(selection as Selection, types); // checked: 0, 1 or 2
   }
 
   /** Forgets what the peer offers on `selection`, telling the handler. */
@@ -297,7 +298,7 @@ export abstract class Endpoint {
     const slot = this.slots[selection]!;
     if (slot.peerOffer === undefined) return;
     slot.peerOffer = undefined;
-    this.tellRelease(selection);
+    this.tellRelease(selection as Selection); // checked: 0, 1 or 2
   }
 
   /** Releases an owned selection, failing the peer's pending pastes of it fast. */

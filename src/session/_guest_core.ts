@@ -1,5 +1,6 @@
 // This module is browser compatible.
 
+import type { Selection } from "../protocol/selection.ts";
 import { ClipboardType } from "../protocol/clipboard_type.ts";
 import type { MessagePayload } from "../protocol/message_payload.ts";
 import { MessageType } from "../protocol/message_type.ts";
@@ -93,11 +94,11 @@ export class GuestCore extends Endpoint {
     });
   }
 
-  protected tellGrab(selection: number, types: readonly number[]): void {
+  protected tellGrab(selection: Selection, types: readonly number[]): void {
     this.#handler.onHostGrab?.(selection, types);
   }
 
-  protected tellRelease(selection: number): void {
+  protected tellRelease(selection: Selection): void {
     this.#handler.onHostRelease?.(selection);
   }
 
@@ -155,7 +156,7 @@ export class GuestCore extends Endpoint {
     const epoch = this.#epoch;
     callProvider(
       this.#handler.provide as Provider | undefined,
-      selection,
+      selection as Selection, // checked: 0, 1 or 2
       type,
       this.outbox,
       (data, error) => {

@@ -1,5 +1,6 @@
 // This module is browser compatible.
 
+import type { Selection } from "../protocol/selection.ts";
 import { Capability } from "../protocol/capability.ts";
 import { ClipboardType } from "../protocol/clipboard_type.ts";
 import { capabilityWords } from "../protocol/capability_words.ts";
@@ -79,11 +80,11 @@ export class HostCore extends HostLink {
     return true;
   }
 
-  protected tellGrab(selection: number, types: readonly number[]): void {
+  protected tellGrab(selection: Selection, types: readonly number[]): void {
     this.handler.onGuestGrab?.(selection, types);
   }
 
-  protected tellRelease(selection: number): void {
+  protected tellRelease(selection: Selection): void {
     this.handler.onGuestRelease?.(selection);
   }
 
@@ -268,7 +269,7 @@ export class HostCore extends HostLink {
       }, this.guestTimeout);
     }
     queue.push(request);
-    callProvider(this.handler.provide, selection, type, this.outbox, (data, error) => {
+    callProvider(this.handler.provide, selection as Selection, type, this.outbox, (data, error) => {
       // Re-read: dropping the selection's requests replaces the list.
       const pending = this.slots[selection]!.peerRequests!;
       const at = pending.indexOf(request);

@@ -1,5 +1,6 @@
 // This module is browser compatible.
 
+import type { Selection } from "../protocol/selection.ts";
 import { Capability } from "../protocol/capability.ts";
 import { ClipboardType } from "../protocol/clipboard_type.ts";
 import { hasCapability } from "../protocol/has_capability.ts";
@@ -153,7 +154,7 @@ export abstract class HostLink extends Endpoint {
         for (const type of s.hostRequests ?? []) {
           const result = this.requests.add(selection, type, this.timeout);
           result.catch(() => {}); // whoever takes it from resumedRequests sees the failure
-          this.resumed.push({ selection, type, result });
+          this.resumed.push({ selection: selection as Selection, type, result });
           if (quiet && drained) {
             // The old relay's may have been lost with its connection: asked again, and the
             // second answer, if both arrive, is expected.

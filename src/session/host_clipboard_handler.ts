@@ -1,11 +1,13 @@
 // This module is browser compatible.
 
+import type { Selection } from "../protocol/selection.ts";
+
 /** What a {@linkcode HostSession} tells the relay about the guest's clipboard. */
 export interface HostClipboardHandler {
   /** The guest now owns `selection` and offers `types` (`ClipboardType` values). */
-  onGuestGrab?(selection: number, types: readonly number[]): void;
+  onGuestGrab?(selection: Selection, types: readonly number[]): void;
   /** The guest no longer owns `selection` (it released it, or restarted). */
-  onGuestRelease?(selection: number): void;
+  onGuestRelease?(selection: Selection): void;
   /**
    * The guest pastes what the host grabbed: return the data of `type`, or
    * `undefined` (or empty data) if there is none, in which case the guest gets
@@ -13,7 +15,7 @@ export interface HostClipboardHandler {
    * request stays pending meanwhile.
    */
   provide?(
-    selection: number,
+    selection: Selection,
     type: number,
   ): Uint8Array | undefined | Promise<Uint8Array | undefined>;
 }
