@@ -1,6 +1,8 @@
 // This module is browser compatible.
 
 import type { Selection } from "../protocol/selection.ts";
+import { Capability } from "../protocol/capability.ts";
+import { hasCapability } from "../protocol/has_capability.ts";
 import { encodeMessage } from "../protocol/encode_message.ts";
 import type { PayloadOptions } from "../protocol/message_payload.ts";
 import { MouseButton } from "../protocol/mouse_button.ts";
@@ -157,6 +159,22 @@ export function callProvider(
   } else {
     settle(result);
   }
+}
+
+/** The clipboard layout both sides announced, with the session's decoding limits. */
+export function negotiatedLayout(
+  own: readonly number[],
+  peer: readonly number[] | undefined,
+  limits: Required<SessionLimits>,
+): PayloadOptions {
+  const both = (bit: number) =>
+    peer !== undefined && hasCapability(peer, bit) && hasCapability(own, bit);
+  return {
+    selection: both(Capability.CLIPBOARD_SELECTION),
+    grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
+    maxGrabTypes: limits.maxGrabTypes,
+    maxCapsWords: limits.maxCapsWords,
+  };
 }
 
 /**

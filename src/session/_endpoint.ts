@@ -14,6 +14,7 @@ import {
   checkTypes,
   DEFAULT_REQUEST_TIMEOUT,
   failClosed,
+  negotiatedLayout,
   sessionLimits,
   startRequest,
 } from "./_common.ts";
@@ -29,13 +30,10 @@ import type { SessionDiagnostic } from "./session_diagnostic.ts";
 import type { SessionLimits } from "./session_limits.ts";
 
 /**
- * The role-neutral core of a vdagent endpoint, host or guest: the outbox,
- * this side's requests, the negotiated layout and limits, per-selection
- * state, the receive skeleton and grab, release and request. A pipeline
- * drives it synchronously (`attach`, `receive`, `run`, `close`); the
- * `TransformStream` that wraps it is built only when `readable` or
- * `writable` is first read. `HostSession` and `GuestSession` add their own
- * rules through the abstract methods.
+ * The role-neutral core of a vdagent endpoint: outbox, own requests, layout, limits, per-selection
+ * slots, the receive skeleton, grab, release and request. A pipeline drives it synchronously
+ * (`attach`, `receive`, `run`, `close`); its stream is built only when first read. `HostCore`
+ * and `GuestCore` add each role's rules through the abstract methods.
  */
 export abstract class Endpoint {
   /** Who the peer is, in messages. */
@@ -264,8 +262,6 @@ export abstract class Endpoint {
   protected abstract onPeerGrab(selection: number, types: readonly number[], serial?: number): void;
   /** The peer pastes what this side grabbed. */
   protected abstract onPeerRequest(selection: number, type: number): void;
-  /** The peer's clipboard data, an answer to this side's request (or not). */
-  protected abstract onPeerData(s: number, type: number, data: Uint8Array, p: MessagePayload): void;
   /** The peer released `selection`; this side's requests of it have failed already. */
   protected abstract onPeerRelease(selection: number): void;
   /** Tells the handler the peer offers `types` on `selection`. */
@@ -274,6 +270,27 @@ export abstract class Endpoint {
   protected abstract tellRelease(selection: Selection): void;
   /** Any other message: returns true if handled, so it goes to no `onMessage`. */
   protected abstract receiveOther(payload: MessagePayload): boolean;
+
+  /** The peer's clipboard data: it answers this side's oldest request of `type`, or is unsolicited. */
+  protected onPeerData(
+    selection: number,
+    type: number,
+    data: Uint8Array,
+    payload: MessagePayload,
+  ): void {
+    if (!this.requests.answer(selection, type, data)) this.unsolicited(selection, type, payload);
+  }
+
+  /** Clipboard data no request waits for. */
+  protected unsolicited(selection: number, type: number, payload: MessagePayload): void {
+    this.diagnose({
+      code: "UNSOLICITED_DATA",
+      message:
+        `Ignored clipboard data of type ${type} for selection ${selection}: no request waits for it`,
+      selection,
+      payload,
+    });
+  }
 
   /** The peer released `selection`: this side's pastes of it fail, then the role's rules. */
   protected peerReleased(selection: number): void {
@@ -339,20 +356,10 @@ export abstract class Endpoint {
 
   /** The clipboard layout both sides announced, with the session's decoding limits. */
   protected layoutFor(peer: readonly number[] | undefined): PayloadOptions {
-    const both = (bit: number) =>
-      peer !== undefined && hasCapability(peer, bit) && hasCapability(this.ownCaps, bit);
-    return {
-      selection: both(Capability.CLIPBOARD_SELECTION),
-      grabSerial: both(Capability.CLIPBOARD_GRAB_SERIAL),
-      maxGrabTypes: this.limits.maxGrabTypes,
-      maxCapsWords: this.limits.maxCapsWords,
-    };
+    return negotiatedLayout(this.ownCaps, peer, this.limits);
   }
 
-  /**
-   * Sends the grab of `selection`: with GRAB_SERIAL it carries the slot's
-   * serial, which then moves on if {@linkcode bumpsSerial}.
-   */
+  /** Sends the grab of `selection`, with the slot's serial if GRAB_SERIAL (moved on if `bumpsSerial`). */
   protected sendGrab(selection: number): void {
     const slot = this.slots[selection]!;
     const types = slot.ownOffer!;
@@ -366,11 +373,7 @@ export abstract class Endpoint {
     slot.ownSent = true;
   }
 
-  /**
-   * Own grabs once the peer's caps are known: forgets those they cannot
-   * carry (no clipboard, or PRIMARY/SECONDARY without CLIPBOARD_SELECTION),
-   * and sends those the peer has not had, or all that are left when `again`.
-   */
+  /** Own grabs once the peer's caps are known: forgets those they cannot carry, sends those owed (all, `again`). */
   protected sendOwedGrabs(again: boolean): void {
     const clipboard = this.clipboardNegotiated();
     this.slots.forEach((slot, s) => {

@@ -106,22 +106,6 @@ export class GuestCore extends Endpoint {
     this.dropPeerOffer(selection);
   }
 
-  protected onPeerData(
-    selection: number,
-    type: number,
-    data: Uint8Array,
-    payload: MessagePayload,
-  ): void {
-    if (this.requests.answer(selection, type, data)) return;
-    this.diagnose({
-      code: "UNSOLICITED_DATA",
-      message:
-        `Ignored clipboard data of type ${type} for selection ${selection}: no request waits for it`,
-      selection,
-      payload,
-    });
-  }
-
   protected onPeerGrab(
     selection: number,
     types: readonly number[],

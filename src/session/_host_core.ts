@@ -190,7 +190,7 @@ export class HostCore extends HostLink {
     this.dropPeerOffer(selection);
   }
 
-  protected onPeerData(
+  protected override onPeerData(
     selection: number,
     type: number,
     data: Uint8Array,
@@ -217,13 +217,7 @@ export class HostCore extends HostLink {
       this.duplicates[selection]!--; // the second answer to a request sent again
       return;
     }
-    this.diagnose({
-      code: "UNSOLICITED_DATA",
-      message:
-        `Ignored clipboard data of type ${type} for selection ${selection}: no request waits for it`,
-      selection,
-      payload,
-    });
+    this.unsolicited(selection, type, payload);
   }
 
   protected onPeerRequest(selection: number, type: number): void {
