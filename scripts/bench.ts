@@ -16,7 +16,7 @@ import {
   MessageFramer,
 } from "../mod.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../mod.ts";
-import { hostInternals } from "../src/session/_internals.ts";
+import * as hostPort from "../src/session/_session_cores.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { MessageReader } from "../src/wire/_message_reader.ts";
 import { runBench } from "./bench/_bench.ts";
@@ -33,6 +33,6 @@ const code = await runBench(denoRuntime, {
   MessageReader,
   encodeCheckpoint,
   decodeCheckpoint,
-  hostInternals,
+  hostPort,
 });
 Deno.exit(code);

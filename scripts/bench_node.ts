@@ -26,11 +26,11 @@ const given = args[at + 1]!;
 const dir = resolve(given);
 args.splice(at, 2);
 const load = (path: string) => import(pathToFileURL(`${dir}/${path}`).href);
-const [mod, chunks, messages, internals] = await Promise.all([
+const [mod, chunks, messages, hostPort] = await Promise.all([
   load("mod.js"),
   load("src/wire/_chunk_reader.js"),
   load("src/wire/_message_reader.js"),
-  load("src/session/_internals.js"),
+  load("src/session/_session_cores.js"),
 ]);
 const lib: BenchLibrary = {
   // As given: the results are committed, and must not name this machine's paths.
@@ -44,6 +44,6 @@ const lib: BenchLibrary = {
   MessageReader: messages.MessageReader,
   encodeCheckpoint: mod.encodeCheckpoint,
   decodeCheckpoint: mod.decodeCheckpoint,
-  hostInternals: internals.hostInternals,
+  hostPort,
 };
 exit(await runBench(nodeRuntime(import.meta.url, ["--lib", dir], args), lib));

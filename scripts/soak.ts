@@ -56,7 +56,7 @@ import {
   type HostPipelineOptions,
   type SessionDiagnostic,
 } from "../mod.ts";
-import { hostInternals } from "../src/session/_internals.ts";
+import { hostCoreOf } from "../src/session/_session_cores.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { MessageReader } from "../src/wire/_message_reader.ts";
 import { Link } from "../tests/_link.ts";
@@ -287,7 +287,7 @@ function checkQuiet(): void {
   }
   const discarded = diagnostics.find((d) => d.code === "GRAB_DISCARDED");
   check(discarded === undefined, `a grab was discarded: ${discarded?.message}`);
-  const host = hostInternals.get(relay.session)!.snapshot();
+  const host = hostCoreOf(relay.session).snapshot();
   const next = guest.session.serials;
   for (let s = 0; s < 3; s++) {
     // The host grabs with the guest's last serial and keeps it: whoever copied last, the

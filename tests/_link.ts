@@ -7,7 +7,7 @@ import {
   type HostPipelineOptions,
 } from "../mod.ts";
 import { PipelineRunner } from "../src/pipeline/_runner.ts";
-import { sessionInternals } from "../src/session/_internals.ts";
+import { guestCoreOf } from "../src/session/_session_cores.ts";
 
 /** A one-way byte link with a log of everything that crossed it. */
 export class Link {
@@ -113,7 +113,7 @@ export function connectGuest(
 ): GuestConnection {
   const g2h = new Link();
   const h2g = new Link();
-  const port = new PipelineRunner(sessionInternals.get(guest)!, {
+  const port = new PipelineRunner(guestCoreOf(guest), {
     readable: h2g.readable,
     writable: g2h.writable,
   }, {});

@@ -17,7 +17,7 @@ import type { GuestSession } from "../mod.ts";
 import { ChunkReader } from "../src/wire/_chunk_reader.ts";
 import { framedSize, writeFrames } from "../src/wire/_frame_writer.ts";
 import { MessageReader } from "../src/wire/_message_reader.ts";
-import { sessionInternals } from "../src/session/_internals.ts";
+import { guestCoreOf } from "../src/session/_session_cores.ts";
 import type { AgentMessage } from "../mod.ts";
 
 interface Client {
@@ -56,7 +56,7 @@ export class QemuPort {
     this.#guest = guest;
     this.#closeDelay = options.closeDelay ?? 0;
     this.#parser = this.#newParser();
-    sessionInternals.get(guest)!.attach((batch) => this.#fromGuest(batch));
+    guestCoreOf(guest).attach((batch) => this.#fromGuest(batch));
   }
 
   /** A new host connection (there is one at a time, as with QEMU's server socket). */
@@ -87,8 +87,7 @@ export class QemuPort {
           this.dropped += bytes.length;
           return;
         }
-        const internals = sessionInternals.get(this.#guest)!;
-        internals.run(() => this.#parser.push(bytes.slice()));
+        guestCoreOf(this.#guest).run(() => this.#parser.push(bytes.slice()));
       },
       close: end,
       abort: end,
@@ -159,8 +158,8 @@ export class QemuPort {
   }
 
   #newParser(): ChunkReader {
-    const internals = sessionInternals.get(this.#guest)!;
-    const messages = new MessageReader(internals.receive, {
+    const guest = guestCoreOf(this.#guest);
+    const messages = new MessageReader((...args) => guest.receive(...args), {
       maxMessageSize: 64 << 20,
       copy: true,
     });

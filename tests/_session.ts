@@ -5,11 +5,11 @@ import {
   decodeMessage,
   encodeMessage,
   type GuestSession,
-  type HostSession,
+  HostSession,
   type MessagePayload,
   type PayloadOptions,
 } from "../mod.ts";
-import { hostInternals, sessionInternals } from "../src/session/_internals.ts";
+import { guestCoreOf, hostCoreOf } from "../src/session/_session_cores.ts";
 
 /** Both clipboard caps negotiated, as between QEMU and the Linux agent. */
 export const BOTH: PayloadOptions = { selection: true, grabSerial: true };
@@ -29,13 +29,13 @@ export interface Driver {
 
 /** Attaches a scripted peer to `session`. */
 export function drive(session: HostSession | GuestSession): Driver {
-  const internals = sessionInternals.get(session)!;
+  const core = session instanceof HostSession ? hostCoreOf(session) : guestCoreOf(session);
   let out: AgentMessage[] = [];
-  internals.attach((batch) => out.push(...batch));
+  core.attach((batch) => out.push(...batch));
   const receive = (m: AgentMessage) =>
-    internals.receive(m.port, m.type, m.opaque, m.data, 0, m.data.length, m.skipped);
+    core.receive(m.port, m.type, m.opaque, m.data, 0, m.data.length, m.skipped);
   const raw = () => {
-    internals.run(() => {}); // deliver anything still waiting for its microtask
+    core.run(() => {}); // deliver anything still waiting for its microtask
     const taken = out;
     out = [];
     return taken;
@@ -44,11 +44,11 @@ export function drive(session: HostSession | GuestSession): Driver {
     take: (layout = BOTH) => raw().map((m) => decodeMessage(m, layout)),
     raw,
     send: (layout, ...payloads) =>
-      internals.run(() => {
+      core.run(() => {
         for (const p of payloads) receive(encodeMessage(p, layout));
       }),
-    sendRaw: (...messages) => internals.run(() => messages.forEach(receive)),
-    close: (reason) => internals.close(reason),
+    sendRaw: (...messages) => core.run(() => messages.forEach(receive)),
+    close: (reason) => core.close(reason),
   };
 }
 
@@ -63,7 +63,7 @@ export function restoreProbing(host: HostSession, offered: number[], types: numb
     offered.includes(s)
       ? { lastSerial: 0, guestRequests: [], guestOffer: { serial: 0, types } }
       : { lastSerial: 0, guestRequests: [] };
-  hostInternals.get(host)!.restore({
+  hostCoreOf(host).restore({
     hostCaps: host.hostCaps,
     guestCaps: LINUX_CAPS,
     selections: [selection(0), selection(1), selection(2)],

@@ -16,7 +16,7 @@ import {
   StateCheckpoint,
   type Transport,
 } from "../mod.ts";
-import { hostInternals } from "../src/session/_internals.ts";
+import { hostCoreOf } from "../src/session/_session_cores.ts";
 import { QemuPort } from "./_qemu_port.ts";
 import { BOTH, drive, LINUX_CAPS, restoreProbing } from "./_session.ts";
 import { until } from "./_helpers.ts";
@@ -218,7 +218,7 @@ test("HostSession restored from a drained checkpoint announces itself when the g
   const diagnostics: SessionDiagnostic[] = [];
   const host = new HostSession({ onDiagnostic: (d) => void diagnostics.push(d) });
   const d = drive(host);
-  hostInternals.get(host)!.restore({
+  hostCoreOf(host).restore({
     hostCaps: host.hostCaps,
     guestCaps: LINUX_CAPS,
     selections: [
@@ -300,7 +300,7 @@ test("createHostPipeline hands on a grab still owed to the guest: reconnected, t
 test("HostSession restored continued takes the answer to the probe its predecessor sent", () => {
   const host = new HostSession({ retryInterval: 0 });
   const d = drive(host);
-  hostInternals.get(host)!.restore({
+  hostCoreOf(host).restore({
     hostCaps: host.hostCaps,
     guestCaps: LINUX_CAPS,
     selections: [

@@ -1,4 +1,5 @@
 // Hand-offs of a live host session between relays, through checkpoints.
+import process from "node:process";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -225,24 +226,14 @@ async function exchange(
   };
 }
 
-test("StateCheckpoint hands a live session off at every byte offset with nothing lost or doubled", async () => {
+test("StateCheckpoint hands a live session off at every chunk and message header byte, and at a seeded sample of offsets, with nothing lost or doubled", async () => {
   const reference = await exchange();
   assert.ok(reference.host.includes(`host pasted ${digest(BIG)}`));
   assert.equal(reference.guest.at(-1), `guest pasted ${digest(HOST_BIG)}`);
-  const [bigStart, bigEnd] = reference.big;
-  // Every offset outside the 3 MiB payload and in its first and last chunk
-  // (where its chunk and message headers are cut at every byte). Between
-  // them each hand-off copies the partial message: there, every offset
-  // within 20 bytes of the next two chunk boundaries, and a prime stride.
-  const chunk = 8 + 2048;
-  const points: number[] = [];
-  for (let at = 1; at < reference.g2h.length; at++) {
-    const into = at - bigStart;
-    const inside = into > chunk && at < bigEnd - chunk;
-    const nearBoundary = into < 3 * chunk + 20 &&
-      Math.min(into % chunk, chunk - (into % chunk)) <= 20;
-    if (!inside || nearBoundary || into % 65_521 === 0) points.push(at);
-  }
+  const seed = Number(process.env.VDAGENT_HAND_OFF_SEED ?? Date.now() % 0x7fff_ffff);
+  // deno-lint-ignore no-console
+  console.log(`hand-off offsets: seed ${seed} (VDAGENT_HAND_OFF_SEED=${seed} repeats it)`);
+  const points = handOffPoints(reference.g2h, reference.big, prng(seed));
   const run = await exchange({ handOffAt: points, forced: true });
   assert.equal(run.handOffs, points.length + 2, "every planned and forced hand-off happened");
   assert.deepEqual(run.host, reference.host);
@@ -250,6 +241,46 @@ test("StateCheckpoint hands a live session off at every byte offset with nothing
   assert.ok(sameBytes(run.g2h, reference.g2h), "the guest's byte stream is the same");
   assert.ok(sameBytes(run.h2g, reference.h2g), "the host's byte stream is the same");
 });
+
+/**
+ * Where the every-offset hand-off test hands off in the guest's byte stream:
+ * at every byte of every message's chunk and message headers and one byte
+ * either side (so each header is cut at every byte, and every message
+ * boundary is hit); at every byte of the chunk headers of the 3 MiB paste's
+ * first three and last two continuation chunks, and of 16 others drawn from
+ * `random`; and at 48 offsets drawn from `random` anywhere in the stream.
+ */
+function handOffPoints(wire: Uint8Array, big: [number, number], random: () => number): number[] {
+  const view = new DataView(wire.buffer, wire.byteOffset);
+  const points = new Set<number>();
+  const cut = (from: number, to: number) => {
+    for (let at = from; at <= to; at++) if (at >= 1 && at < wire.length) points.add(at);
+  };
+  const continuations: number[] = [];
+  let remaining = 0;
+  for (let at = 0; at + 8 <= wire.length;) {
+    const size = view.getUint32(at + 4, true);
+    if (remaining === 0) {
+      cut(at - 1, at + 8 + 20 + 1); // the chunk header, the message header, a byte of payload
+      remaining = 20 + view.getUint32(at + 8 + 16, true);
+    } else {
+      continuations.push(at);
+    }
+    remaining -= size;
+    at += 8 + size;
+    if (remaining === 0) cut(at - 1, at);
+  }
+  const inBig = continuations.filter((at) => at > big[0] && at < big[1]);
+  assert.ok(inBig.length > 1000, `${inBig.length} continuation chunks in the 3 MiB paste`);
+  const chosen = [...inBig.slice(0, 3), ...inBig.slice(-2)];
+  for (let i = 0; i < 16; i++) chosen.push(inBig[Math.floor(random() * inBig.length)]!);
+  for (const at of chosen) cut(at - 1, at + 8 + 1);
+  for (let i = 0; i < 48; i++) {
+    const at = 1 + Math.floor(random() * (wire.length - 1));
+    cut(at, at);
+  }
+  return [...points].sort((a, b) => a - b);
+}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);

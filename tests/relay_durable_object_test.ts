@@ -21,7 +21,7 @@ import {
   type RelayStorage,
 } from "../scripts/examples/relay_durable_object.ts";
 import { PipelineRunner } from "../src/pipeline/_runner.ts";
-import { sessionInternals } from "../src/session/_internals.ts";
+import { guestCoreOf } from "../src/session/_session_cores.ts";
 import { prng, randBytes, randomCut, sameBytes } from "./_helpers.ts";
 import { CONNECTING, type FakeSocket, OPEN, socketPair } from "./_websocket.ts";
 
@@ -219,7 +219,7 @@ for (const opening of [false, true]) {
       const first = await runtime.connect();
       const guest = new GuestSession(options);
       const attach = (socket: FakeSocket) =>
-        new PipelineRunner(sessionInternals.get(guest)!, webSocketTransport(socket), {});
+        new PipelineRunner(guestCoreOf(guest), webSocketTransport(socket), {});
       let port = attach(first);
       guest.grab(CLIPBOARD, [TEXT]);
       assert.deepEqual(await runtime.guestCopied(copied), copied);

@@ -3,7 +3,7 @@
 import type * as Mod from "../../mod.ts";
 import type { ChunkReader } from "../../src/wire/_chunk_reader.ts";
 import type { MessageReader } from "../../src/wire/_message_reader.ts";
-import type { hostInternals } from "../../src/session/_internals.ts";
+import type * as HostPort from "../../src/session/_session_cores.ts";
 import { type Expected, fold, messageChecksum, T, UTF8_TEXT } from "./_inputs.ts";
 import { NaiveDeframer } from "./naive_deframer.ts";
 
@@ -21,8 +21,8 @@ export interface BenchLibrary {
   MessageReader: typeof MessageReader;
   encodeCheckpoint: typeof Mod.encodeCheckpoint;
   decodeCheckpoint: typeof Mod.decodeCheckpoint;
-  /** The host session's snapshot and restore (src/session/_internals.ts). */
-  hostInternals: typeof hostInternals;
+  /** The host session's snapshot and restore (src/session/_session_cores.ts). */
+  hostPort: typeof HostPort;
 }
 
 /** What a case saw. Fields a case cannot see stay undefined. */

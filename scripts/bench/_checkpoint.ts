@@ -38,9 +38,10 @@ export function measureCheckpoint(
   runs: number,
   rounds: number,
 ): CheckpointResult {
-  const { HostSession, encodeCheckpoint, decodeCheckpoint, hostInternals } = lib;
+  const { HostSession, encodeCheckpoint, decodeCheckpoint } = lib;
+  const port = lib.hostPort;
   const source = new HostSession();
-  const live = hostInternals.get(source)!;
+  const live = port.hostCoreOf(source);
   const state = live.snapshot();
   // A session mid-way: the guest's caps, serials, an offer each way.
   Object.assign(state, {
@@ -64,7 +65,7 @@ export function measureCheckpoint(
       // Sessions to restore into, built before the clock starts (and before
       // their own announcement, which restoring cancels).
       const n = Math.min(BATCH, rounds - done);
-      const targets = Array.from({ length: n }, () => hostInternals.get(new HostSession())!);
+      const targets = Array.from({ length: n }, () => port.hostCoreOf(new HostSession()));
       const t0 = performance.now();
       for (let i = 0; i < n; i++) {
         const bytes = encodeCheckpoint({ mode, ...live.snapshot() });

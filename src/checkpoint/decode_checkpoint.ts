@@ -2,8 +2,6 @@
 
 import type { ClipboardOffer } from "../session/clipboard_offer.ts";
 import type { MouseSnapshot, SelectionState } from "../session/host_session_state.ts";
-import { Capability } from "../protocol/capability.ts";
-import { hasCapability } from "../protocol/has_capability.ts";
 import { checkLimit, DEFAULT_MAX_MESSAGE_SIZE } from "../wire/_limits.ts";
 import { WireFormat } from "../wire/wire_format.ts";
 import { checkInbound, checkOutbound } from "./_wire_check.ts";
@@ -27,6 +25,7 @@ import {
   OPTIONAL,
   Section,
 } from "./_format.ts";
+import { checkSelections } from "./_check_selections.ts";
 import { crc32 } from "./_crc32.ts";
 import { CheckpointError } from "./checkpoint_error.ts";
 import type { CheckpointLimits } from "./checkpoint_limits.ts";
@@ -349,33 +348,6 @@ const SECTION_NAMES = new Map<number, string>(
   Object.entries(Section).map(([name, tag]) => [tag, name]),
 );
 const KNOWN_SECTIONS = new Set<number>(SECTION_NAMES.keys());
-
-/**
- * Clipboard state on PRIMARY or SECONDARY needs CLIPBOARD_SELECTION on both
- * sides (a host offer may also predate the guest's capabilities): a session
- * never holds it otherwise, and restoring it would send messages that
- * cannot be laid out.
- */
-function checkSelections(
-  hostCaps: readonly number[],
-  guestCaps: readonly number[],
-  selections: readonly SelectionState[],
-): void {
-  const bit = Capability.CLIPBOARD_SELECTION;
-  if (hasCapability(hostCaps, bit) && hasCapability(guestCaps, bit)) return;
-  for (let s = 1; s < 3; s++) {
-    const state = selections[s]!;
-    if (
-      state.guestRequests.length > 0 || state.guestOffer !== undefined ||
-      (state.hostRequests?.length ?? 0) > 0 ||
-      (state.hostOffer !== undefined && guestCaps.length > 0)
-    ) {
-      throw malformed(
-        `selection ${s} has clipboard state, but CLIPBOARD_SELECTION is not negotiated`,
-      );
-    }
-  }
-}
 
 function readWords(r: ByteReader, side: string, max: number): number[] {
   const count = r.varint();

@@ -1,6 +1,6 @@
 // This module is browser compatible.
 
-import { checkpointEmitters } from "./_emitters.ts";
+import { setCheckpointPort } from "./_emitters.ts";
 import type { CheckpointKey } from "./checkpoint_key.ts";
 import { sealCheckpoint } from "./seal_checkpoint.ts";
 import type { CheckpointMode } from "./checkpoint_state.ts";
@@ -121,8 +121,26 @@ export class StateCheckpoint {
    * await relayB.close();
    * await guest.done;
    * ```
+   *
+   * @returns The stage's readable side, built when first read.
    */
-  readonly readable: ReadableStream<Uint8Array>;
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        while (this.#queue.length === 0 && !this.#closed) {
+          await new Promise<void>((resolve) => this.#wake = resolve);
+        }
+        const next = this.#queue.shift();
+        if (next !== undefined) controller.enqueue(await next.checkpoint);
+        else controller.close();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #queue: { checkpoint: Uint8Array | Promise<Uint8Array>; continuous: boolean }[] = [];
+  #closed = false;
+  #wake: (() => void) | undefined;
 
   /**
    * Creates a checkpoint stage; hand it to `createHostPipeline`.
@@ -139,34 +157,31 @@ export class StateCheckpoint {
     this.mode = mode;
     this.continuous = options.continuous ?? false;
     this.key = options.key;
-    const key = options.key;
-    const queue: { checkpoint: Uint8Array | Promise<Uint8Array>; continuous: boolean }[] = [];
-    let closed = false;
-    let wake: (() => void) | undefined;
-    this.readable = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        while (queue.length === 0 && !closed) await new Promise<void>((resolve) => wake = resolve);
-        const next = queue.shift();
-        if (next !== undefined) controller.enqueue(await next.checkpoint);
-        else controller.close();
-      },
-    }, { highWaterMark: 0 });
-    checkpointEmitters.set(this, {
-      emit(checkpoint, continuous) {
-        // An unread continuous checkpoint is stale once the next one exists.
-        if (continuous && queue.at(-1)?.continuous) queue.pop();
-        // Hand-off checkpoints come sealed already; continuous ones are sealed here.
-        const sealed = key === undefined || !continuous
-          ? checkpoint
-          : sealCheckpoint(checkpoint, key);
-        if (sealed instanceof Promise) sealed.catch(() => {}); // surfaces through the stream
-        queue.push({ checkpoint: sealed, continuous });
-        wake?.();
-      },
-      close() {
-        closed = true;
-        wake?.();
-      },
+  }
+
+  static {
+    setCheckpointPort({
+      emit: (stage, checkpoint, continuous) => stage.#emit(checkpoint, continuous),
+      close: (stage) => stage.#close(),
     });
+  }
+
+  /** Queues a checkpoint; an unread continuous one is replaced by the next. */
+  #emit(checkpoint: Uint8Array, continuous: boolean): void {
+    // An unread continuous checkpoint is stale once the next one exists.
+    if (continuous && this.#queue.at(-1)?.continuous) this.#queue.pop();
+    // Hand-off checkpoints come sealed already; continuous ones are sealed here.
+    const sealed = this.key === undefined || !continuous
+      ? checkpoint
+      : sealCheckpoint(checkpoint, this.key);
+    if (sealed instanceof Promise) sealed.catch(() => {}); // surfaces through the stream
+    this.#queue.push({ checkpoint: sealed, continuous });
+    this.#wake?.();
+  }
+
+  /** Ends the readable side once what is queued was read. */
+  #close(): void {
+    this.#closed = true;
+    this.#wake?.();
   }
 }

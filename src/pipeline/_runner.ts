@@ -3,7 +3,7 @@
 import { CheckpointError } from "../checkpoint/checkpoint_error.ts";
 import { maxPayloadSize } from "../protocol/max_payload_size.ts";
 import { MessageType } from "../protocol/message_type.ts";
-import type { SessionInternals } from "../session/_internals.ts";
+import type { Endpoint } from "../session/_endpoint.ts";
 import type { SessionLimits } from "../session/session_limits.ts";
 import { ChunkReader } from "../wire/_chunk_reader.ts";
 import { framedSize, messageStart, writeFrames } from "../wire/_frame_writer.ts";
@@ -92,7 +92,7 @@ export interface HandOff<T> {
  */
 export class PipelineRunner {
   readonly done: Promise<void>;
-  readonly #session: SessionInternals;
+  readonly #session: Endpoint;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #closeWrite: (() => void | Promise<void>) | undefined;
@@ -135,7 +135,7 @@ export class PipelineRunner {
   #failure: { error: unknown } | undefined;
   #reject: ((error: unknown) => void) | undefined;
 
-  constructor(session: SessionInternals, transport: Transport, options: RunnerOptions) {
+  constructor(session: Endpoint, transport: Transport, options: RunnerOptions) {
     const maxMessageSize = checkLimit(
       "pipeline",
       "maxMessageSize",

@@ -1,6 +1,6 @@
 // This module is browser compatible.
 
-import { sessionInternals } from "../session/_internals.ts";
+import { guestCoreOf } from "../session/_session_cores.ts";
 import { GuestSession, type GuestSessionOptions } from "../session/guest_session.ts";
 import { PipelineRunner } from "./_runner.ts";
 import type { PipelineOptions } from "./pipeline_options.ts";
@@ -51,6 +51,6 @@ export function createGuestPipeline(
   options: GuestPipelineOptions = {},
 ): GuestPipeline {
   const session = new GuestSession(options);
-  const runner = new PipelineRunner(sessionInternals.get(session)!, transport, options);
+  const runner = new PipelineRunner(guestCoreOf(session), transport, options);
   return { session, done: runner.done, close: () => runner.close() };
 }

@@ -8,9 +8,9 @@ import { CheckpointError } from "../checkpoint/checkpoint_error.ts";
 import type { CheckpointKey } from "../checkpoint/checkpoint_key.ts";
 import { FLAG_MAC } from "../checkpoint/_format.ts";
 import { sealCheckpoint } from "../checkpoint/seal_checkpoint.ts";
-import { checkpointEmitters } from "../checkpoint/_emitters.ts";
+import { closeCheckpoints, emitCheckpoint } from "../checkpoint/_emitters.ts";
 import { StateCheckpoint, type StateCheckpointOptions } from "../checkpoint/state_checkpoint.ts";
-import { hostInternals, sessionInternals } from "../session/_internals.ts";
+import { hostCoreOf } from "../session/_session_cores.ts";
 import { ClipboardError } from "../session/clipboard_error.ts";
 import { HostSession, type HostSessionOptions } from "../session/host_session.ts";
 import { PipelineRunner } from "./_runner.ts";
@@ -217,12 +217,11 @@ export function createHostPipeline(
   const checkpoints = options.checkpoints instanceof StateCheckpoint
     ? options.checkpoints
     : new StateCheckpoint(options.checkpoints);
-  const emitter = checkpointEmitters.get(checkpoints)!;
   const session = new HostSession(options);
-  const host = hostInternals.get(session)!;
+  const host = hostCoreOf(session);
   const continued = resume === "continued";
   let last: Uint8Array | undefined;
-  const runner = new PipelineRunner(sessionInternals.get(session)!, transport, {
+  const runner = new PipelineRunner(host, transport, {
     ...options,
     initialInput: continued ? restored?.wire?.inbound : undefined,
     initialOutput: continued
@@ -242,7 +241,7 @@ export function createHostPipeline(
         const next = encodeCheckpoint({ mode: checkpoints.mode, ...host.snapshot() });
         if (last !== undefined && sameBytes(last, next)) return;
         last = next;
-        emitter.emit(next, true);
+        emitCheckpoint(checkpoints, next, true);
       }
       : undefined,
   });
@@ -253,7 +252,8 @@ export function createHostPipeline(
       offers: restored.mode === "lossless",
     });
   }
-  runner.done.then(() => emitter.close(), () => emitter.close());
+  const closed = () => closeCheckpoints(checkpoints);
+  runner.done.then(closed, closed);
   return {
     session,
     checkpoints,
@@ -285,10 +285,10 @@ export function createHostPipeline(
       });
       const key = options.key ?? checkpoints.key;
       const bytes = key === undefined ? encoded : await sealCheckpoint(encoded, key);
-      sessionInternals.get(session)!.close(
+      host.close(
         new ClipboardError("CLOSED", "Cannot paste: the session was handed off"),
       );
-      emitter.emit(bytes, false);
+      emitCheckpoint(checkpoints, bytes, false);
       return bytes;
     },
   };

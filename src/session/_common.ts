@@ -1,16 +1,16 @@
 // This module is browser compatible.
 
+import type { Selection } from "../protocol/selection.ts";
 import { Capability } from "../protocol/capability.ts";
-import { encodeMessage } from "../protocol/encode_message.ts";
 import { hasCapability } from "../protocol/has_capability.ts";
-import type { MessagePayload, PayloadOptions } from "../protocol/message_payload.ts";
+import { encodeMessage } from "../protocol/encode_message.ts";
+import type { PayloadOptions } from "../protocol/message_payload.ts";
 import { MouseButton } from "../protocol/mouse_button.ts";
 import type { Outbox } from "./_outbox.ts";
 import { DEFAULT_MAX_CAPS_WORDS, DEFAULT_MAX_GRAB_TYPES } from "../protocol/_payload.ts";
 import { checkLimit } from "../wire/_limits.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 import type { RequestTable } from "./_requests.ts";
-import { nextSerial } from "./_serial.ts";
 import { ClipboardError } from "./clipboard_error.ts";
 import type { ClipboardOffer } from "./clipboard_offer.ts";
 import type { MouseButtonName, MouseInput } from "./mouse_input.ts";
@@ -118,7 +118,7 @@ export function checkTimeout(timeout: number): number {
 
 /** A clipboard provider, as the handlers define it. */
 export type Provider = (
-  selection: number,
+  selection: Selection,
   type: number,
 ) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
 
@@ -129,7 +129,7 @@ export type Provider = (
  */
 export function callProvider(
   provide: Provider | undefined,
-  selection: number,
+  selection: Selection,
   type: number,
   outbox: Outbox,
   done: (data: Uint8Array | undefined, error?: unknown) => void,
@@ -175,50 +175,6 @@ export function negotiatedLayout(
     maxGrabTypes: limits.maxGrabTypes,
     maxCapsWords: limits.maxCapsWords,
   };
-}
-
-/**
- * Own grabs after the peer's caps arrive: forgets those the new caps cannot
- * carry (`clipboard` off, or PRIMARY/SECONDARY without CLIPBOARD_SELECTION),
- * even ones the peer had, and returns the selections whose grab is to be
- * sent: those the peer has not had, or all that are left when `again`.
- */
-export function grabsToSend(
-  owned: (readonly number[] | undefined)[],
-  sent: boolean[],
-  clipboard: boolean,
-  layout: PayloadOptions,
-  again: boolean,
-): number[] {
-  const out: number[] = [];
-  for (let s = 0; s < 3; s++) {
-    if (owned[s] === undefined) continue;
-    if (!clipboard || (s !== 0 && !layout.selection)) {
-      owned[s] = undefined;
-      sent[s] = false;
-    } else if (!sent[s] || again) {
-      out.push(s);
-    }
-  }
-  return out;
-}
-
-/**
- * A grab of `selection` offering `types`: with GRAB_SERIAL it carries the
- * selection's serial in `serials`, which then moves on when `bump` (the guest
- * sends its counter, then increments it; the host keeps its serial).
- */
-export function grabPayload(
-  selection: number,
-  types: readonly number[],
-  layout: PayloadOptions,
-  serials: number[],
-  bump: boolean,
-): MessagePayload {
-  if (!layout.grabSerial) return { kind: "clipboard_grab", selection, types };
-  const serial = serials[selection]!;
-  if (bump) serials[selection] = nextSerial(serial);
-  return { kind: "clipboard_grab", selection, serial, types };
 }
 
 /**

@@ -1,6 +1,5 @@
 // This module is browser compatible.
 
-import { batchOf } from "../wire/_batch.ts";
 import type { AgentMessage } from "../wire/agent_message.ts";
 
 /**
@@ -16,7 +15,17 @@ export class Outbox {
   #scheduled = false;
   #sealed = false;
 
-  /** Where batches go; until set, they wait. */
+  readonly #fallback: (() => void) | undefined;
+
+  /**
+   * @param fallback Called at a flush while nothing is attached; it may
+   * attach (a session builds its stream then). Until something is, batches wait.
+   */
+  constructor(fallback?: () => void) {
+    this.#fallback = fallback;
+  }
+
+  /** Where batches go. */
   attach(deliver: (batch: AgentMessage[]) => void): void {
     this.#deliver = deliver;
   }
@@ -57,7 +66,9 @@ export class Outbox {
 
   /** Delivers the pending batch now. */
   flush(): void {
-    if (this.#batch.length === 0 || this.#deliver === undefined || this.#sealed) return;
+    if (this.#batch.length === 0 || this.#sealed) return;
+    if (this.#deliver === undefined) this.#fallback?.();
+    if (this.#deliver === undefined) return;
     const batch = this.#batch;
     this.#batch = [];
     this.#batchBytes = 0;
@@ -70,36 +81,4 @@ export class Outbox {
     this.#batchBytes = 0;
     this.#sealed = true;
   }
-}
-
-/** The constructor arguments of a session's `TransformStream`. */
-export function sessionStreamInit(
-  outbox: Outbox,
-  receive: (messages: readonly AgentMessage[]) => void,
-  close: (reason?: unknown) => void,
-): [
-  Transformer<AgentMessage | readonly AgentMessage[], AgentMessage[]>,
-  undefined,
-  QueuingStrategy<AgentMessage[]>,
-] {
-  return [
-    {
-      start: (controller) =>
-        outbox.attach((batch) => {
-          try {
-            controller.enqueue(batch);
-          } catch {
-            // The readable side is gone; the session is closing.
-          }
-        }),
-      transform: (input) => outbox.run(() => receive(batchOf(input))),
-      flush: () => close(),
-      cancel: (reason) => close(reason),
-    },
-    undefined,
-    // One batch of read-ahead. With the default of 0, the capabilities queued
-    // at creation keep the writable side waiting until a read is pending, and
-    // two sessions piped back to back wait on each other.
-    { highWaterMark: 1 },
-  ];
 }

@@ -17,7 +17,7 @@ import {
   GuestSession,
 } from "../../mod.ts";
 import { PipelineRunner } from "../../src/pipeline/_runner.ts";
-import { sessionInternals } from "../../src/session/_internals.ts";
+import { guestCoreOf } from "../../src/session/_session_cores.ts";
 import { sameBytes } from "../_helpers.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
@@ -131,7 +131,7 @@ class Port {
         else controller.enqueue(value);
       },
     }, { highWaterMark: 0 });
-    const runner = new PipelineRunner(sessionInternals.get(this.guest)!, {
+    const runner = new PipelineRunner(guestCoreOf(this.guest), {
       readable,
       writable: conn.writable,
     }, {});
