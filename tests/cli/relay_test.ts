@@ -415,11 +415,14 @@ test("vdagent-relay restarted in the middle of a 32 MiB guest copy, over a port 
     const big = randBytes(prng(7), 32 << 20);
     const a = start(["--state", state], "relay A");
     await a.next("caps");
+    // A fetches the text to keep it (--state) and the paste asks for the image: two answers of
+    // 32 MiB, one chunk each, follow each other.
     port.data.set(`0/${TEXT}`, big);
-    port.guest.session.grab(0, [TEXT]);
+    port.data.set(`0/${PNG}`, big);
+    port.guest.session.grab(0, [TEXT, PNG]);
     await a.next("offer");
-    await a.send({ cmd: "paste", id: "big" });
-    // A hands off while the guest's answer, one chunk of 32 MiB, is on its way.
+    await a.send({ cmd: "paste", id: "big", mime: "image/png" });
+    // A hands off while the guest's answers are on their way.
     await a.next("progress", (e) => e.direction === "in" && (e.done as number) > 4 << 20);
     a.signal("SIGTERM");
     assert.equal(await a.exited, 0);
