@@ -69,6 +69,19 @@ export function waitImage(
   );
 }
 
+/** Resolves once the page says it lost the relay and marks the panel of `selection` unknown. */
+export async function waitDisconnected(
+  page: Page,
+  selection: "clipboard" | "primary",
+): Promise<void> {
+  await waitMatch(page, "status", /^Disconnected from the relay/);
+  await waitText(
+    page,
+    `${selection}-owner`,
+    "Not known while the page is not connected to the relay.",
+  );
+}
+
 /** One row of the page's transfer list. */
 export interface TransferRow {
   text: string;

@@ -12,7 +12,14 @@ import { join } from "node:path";
 import { ClipboardType, Selection } from "../../mod.ts";
 import { GuestPort, RelayBin } from "../node/_relay_bin.ts";
 import { CHROMIUM, launchChromium } from "./_chromium.ts";
-import { openPage, waitImage, waitMatch, waitText, waitTransferDone } from "./_relay_page.ts";
+import {
+  openPage,
+  waitDisconnected,
+  waitImage,
+  waitMatch,
+  waitText,
+  waitTransferDone,
+} from "./_relay_page.ts";
 import { hostImage } from "./page.ts";
 
 const TEXT = ClipboardType.UTF8_TEXT;
@@ -98,12 +105,7 @@ test(
         away = true;
         relay.signal("SIGTERM");
         assert.equal(await relay.exited, 0);
-        await waitMatch(page, "status", /^Disconnected from the relay/);
-        await waitText(
-          page,
-          "primary-owner",
-          "Not known while the page is not connected to the relay.",
-        );
+        await waitDisconnected(page, "primary");
         relay = new RelayBin(args);
         await waitText(page, "status", "The guest agent is connected.");
         away = false;
