@@ -21,6 +21,8 @@ export class GuestPort {
   readonly events: GuestEvent[] = [];
   /** What the guest's `provide` serves, by `selection/type`. */
   readonly data = new Map<string, Uint8Array>();
+  /** Answers held back until the promise resolves, by `selection/type`. */
+  readonly holds = new Map<string, Promise<void>>();
   readonly #listener: Deno.UnixListener;
   readonly #toGuest: WritableStreamDefaultWriter<Uint8Array>;
   readonly #fromGuest: ReadableStreamDefaultReader<Uint8Array>;
@@ -54,7 +56,9 @@ export class GuestPort {
         onHostRelease: (selection) => record({ kind: "host-release", selection }),
         provide: (selection, type) => {
           record({ kind: "provided", selection, type });
-          return this.data.get(`${selection}/${type}`);
+          const key = `${selection}/${type}`;
+          const hold = this.holds.get(key);
+          return hold === undefined ? this.data.get(key) : hold.then(() => this.data.get(key));
         },
       },
       ...options,

@@ -301,9 +301,16 @@ test("vdagent-relay shares a paste with its request in flight for the same selec
     await relay.next("caps");
     const big = randBytes(prng(4), 2 * 1024 * 1024);
     port.data.set(`0/${PNG}`, big);
+    // The guest holds its answer until the paste has met the fetch.
+    let answer!: () => void;
+    port.holds.set(`0/${PNG}`, new Promise((resolve) => answer = resolve));
     port.guest.session.grab(0, [PNG]);
     await relay.next("offer");
     await relay.send({ cmd: "paste", id: "p", mime: "image/png" });
+    // Commands run in order: once `status` is answered, the paste has asked (or shared).
+    await relay.send({ cmd: "status", id: "s" });
+    await relay.answer("s");
+    answer();
     const data = await relay.answer("p", 30_000);
     assert.equal(data.bytes, big.length);
     await relay.next("kept");
